@@ -1,0 +1,80 @@
+"""The control API under /_lab/: statistics, faults, the clock, reset, and the scenario summary."""
+
+import json
+
+
+def handle(server, request):
+    """Answer a /_lab/ request: returns (status, body dict)."""
+    route = (request.method, request.path.rstrip("/"))
+    handler = _ROUTES.get(route)
+    if handler is None:
+        known = ", ".join(f"{method} {path}" for method, path in _ROUTES)
+        return 404, {"error": f"no control endpoint {request.method} {request.path}; known: {known}"}
+    try:
+        body = json.loads(request.get_data() or b"{}")
+    except ValueError:
+        return 400, {"error": "the request body must be a JSON object"}
+    if not isinstance(body, dict):
+        return 400, {"error": "the request body must be a JSON object"}
+    try:
+        return 200, handler(server, body)
+    except ValueError as exc:
+        return 400, {"error": str(exc)}
+
+
+def _stats(server, _body):
+    world = server.world
+    return {**world.stats.snapshot(), "clock": world.clock.describe(), "faults_configured": world.faults.describe()}
+
+
+def _get_faults(server, _body):
+    return server.world.faults.describe()
+
+
+def _set_faults(server, body):
+    unknown = set(body) - {"throttle", "latency_ms", "unavailable", "clear"}
+    if unknown:
+        raise ValueError(f"unknown fault settings {sorted(unknown)}; use throttle, latency_ms, unavailable or clear")
+    server.world.faults.configure(body)
+    return server.world.faults.describe()
+
+
+def _get_clock(server, _body):
+    return server.world.clock.describe()
+
+
+def _set_clock(server, body):
+    unknown = set(body) - {"advance_seconds", "time_scale"}
+    if unknown or not body:
+        raise ValueError("send advance_seconds (simulated seconds to jump ahead) and/or time_scale (simulated seconds per real second)")
+    clock = server.world.clock
+    for field in ("advance_seconds", "time_scale"):
+        if field in body and (isinstance(body[field], bool) or not isinstance(body[field], (int, float))):
+            raise ValueError(f"{field} must be a number")
+    if "time_scale" in body:
+        clock.set_time_scale(body["time_scale"])
+    if "advance_seconds" in body:
+        clock.advance(body["advance_seconds"])
+    with server.world.lock:
+        server.world.run_due_events()
+    return clock.describe()
+
+
+def _reset(server, _body):
+    server.reset()
+    return server.world.summary()
+
+
+def _scenario(server, _body):
+    return server.world.summary()
+
+
+_ROUTES = {
+    ("GET", "/_lab/stats"): _stats,
+    ("GET", "/_lab/faults"): _get_faults,
+    ("POST", "/_lab/faults"): _set_faults,
+    ("GET", "/_lab/clock"): _get_clock,
+    ("POST", "/_lab/clock"): _set_clock,
+    ("POST", "/_lab/reset"): _reset,
+    ("GET", "/_lab/scenario"): _scenario,
+}

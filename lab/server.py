@@ -1,0 +1,159 @@
+"""The lab's HTTP front: authenticates, injects faults, validates against the botocore model,
+answers the operations in the routes table, and hands everything else to moto in the caller's
+account."""
+
+import io
+import json
+import sys
+import threading
+import time
+import traceback
+import uuid
+
+from moto.backends import get_backend  # noqa: F401  (loads moto's backend index before the first request)
+from moto.moto_api._internal.models import moto_api_backend
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request
+
+from lab import control
+from lab.errors import AwsError, service_unavailable, throttling_error, unrecognized_credentials
+from lab.protocol import caller_of, error_response, parse_operation, protocol_family, serialize, service_of
+from lab.routes import ROUTES
+from lab.world import World
+
+
+class Call:
+    """What a route handler gets: the caller's identity and account, the region, the parameters."""
+
+    def __init__(self, credential, region, operation):
+        self.credential = credential
+        self.account_id = credential.account_id
+        self.region = region
+        self.operation = operation
+        self.params = operation.params
+
+
+class LabApplication:
+    def __init__(self, scenario):
+        self.scenario = scenario
+        self._moto = DomainDispatcherApplication(create_backend_app)
+        self.world = World(scenario)
+
+    def reset(self):
+        with self.world.lock:
+            moto_api_backend.reset()
+            self.world = World(self.scenario)
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        if request.path.startswith("/_lab/"):
+            status, payload = control.handle(self, request)
+            return _respond(start_response, status, {"Content-Type": "application/json"}, json.dumps(payload, default=str).encode())
+        body = request.get_data(cache=True)
+        service = None
+        try:
+            caller = caller_of(request)
+            service = service_of(caller)
+            status, headers, payload = self._answer(self.world, request, body, caller, service, environ)
+        except AwsError as error:
+            status, headers, payload = error_response(error, service, protocol_family(service))
+        return _respond(start_response, status, headers, payload)
+
+    def _answer(self, world, request, body, caller, service, environ):
+        if world.faults.is_unavailable(service):
+            world.stats.record_fault("unavailable", service, "*")
+            raise service_unavailable(service)
+        with world.lock:
+            world.run_due_events()
+            credential = world.identities.authenticate(caller, unrecognized_credentials(protocol_family(service), service))
+            operation = parse_operation(service, request, body)
+            world.stats.record_call(credential.account_id, credential.role_arn or credential.arn, service, operation.name)
+            latency = world.faults.latency_seconds(service, operation.name)
+            if world.faults.should_throttle(service, operation.name):
+                world.stats.record_fault("throttled", service, operation.name)
+                result = throttling_error(service)
+            else:
+                result = self._dispatch(world, credential, caller, operation, environ, body)
+            if isinstance(result, AwsError):
+                world.stats.record_error(service, operation.name, result.code)
+                result = serialize(operation, result)
+        if latency:  # served outside the world lock, so one slow call does not stall the others
+            time.sleep(latency)
+        return result
+
+    def _dispatch(self, world, credential, caller, operation, environ, body):
+        handler = ROUTES.get((operation.service, operation.name))
+        if handler is None:
+            return self._forward_to_moto(environ, body, credential.account_id)
+        try:
+            return serialize(operation, handler(world, Call(credential, caller.region, operation)))
+        except AwsError as error:
+            return error
+        except Exception:  # a lab defect must show as a 500 with its trace, never as a hang
+            traceback.print_exc(file=sys.stderr)
+            return AwsError("InternalFailure", "The lab failed to process this request; see its log.", 500)
+
+    def _forward_to_moto(self, environ, body, account_id):
+        forwarded = dict(environ)
+        forwarded["wsgi.input"] = io.BytesIO(body)
+        forwarded["CONTENT_LENGTH"] = str(len(body))
+        forwarded["HTTP_X_MOTO_ACCOUNT_ID"] = account_id
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"] = int(status.split(" ", 1)[0])
+            captured["headers"] = headers
+            return lambda data: None
+
+        chunks = self._moto(forwarded, capture)
+        payload = b"".join(chunks)
+        if hasattr(chunks, "close"):
+            chunks.close()
+        headers = {k: v for k, v in captured["headers"] if k.lower() not in ("content-length", "server", "date")}
+        return captured["status"], headers, payload
+
+
+def _respond(start_response, status, headers, payload):
+    headers = dict(headers)
+    if not any(name.lower() == "x-amzn-requestid" for name in headers):
+        headers["x-amzn-RequestId"] = str(uuid.uuid4())
+    headers["Content-Length"] = str(len(payload))
+    start_response(f"{status} {_REASONS.get(status, 'Status')}", list(headers.items()))
+    return [payload]
+
+
+_REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+            404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):
+        pass
+
+
+class LabServer:
+    """The lab on a port, in a background thread (for tests) or in the foreground (for ``serve``)."""
+
+    def __init__(self, scenario, host="127.0.0.1", port=0):
+        self.app = LabApplication(scenario)
+        self._server = make_server(host, port, self.app, threaded=True, request_handler=_QuietHandler)
+        self.host = host
+        self.port = self._server.server_address[1]
+        self._thread = None
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+    def serve_forever(self):
+        self._server.serve_forever()
+
+    def start(self):
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._server.shutdown()
+        self._server.server_close()

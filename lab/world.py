@@ -1,0 +1,175 @@
+"""The lab's whole state: simulated clock, faults, statistics, identities and service models,
+seeded from a scenario into moto's backends and the lab's own models."""
+
+import heapq
+import json
+import itertools
+import random
+import threading
+from dataclasses import dataclass
+
+from moto.ec2.models import ec2_backends
+from moto.iam.models import iam_backends
+from moto.moto_api._internal import mock_random
+
+from lab.clock import SimulatedClock
+from lab.faults import FaultPlan
+from lab.models.drs import DrsService
+from lab.models.ssm import SsmService
+from lab.models.sts import IdentityStore, trust_policy
+from lab.scenario import spread
+from lab.stats import CallStats
+
+WINDOWS_PLATFORM = "windows"
+
+
+@dataclass
+class FleetInstance:
+    """One scenario EC2 instance, as the SSM and DRS models need to know it."""
+
+    instance_id: str
+    account_id: str
+    region: str
+    name: str
+    platform: str
+    private_ip: str
+    group: str
+    ssm_state: str
+    install_outcome: str
+    install_duration_seconds: float
+
+
+class World:
+    def __init__(self, scenario):
+        self.scenario = scenario
+        self.lock = threading.RLock()
+        self.random = random.Random(scenario["seed"])
+        self.clock = SimulatedClock(scenario["time_scale"])
+        self.faults = FaultPlan(seed=scenario["seed"])
+        self.faults.configure(scenario["faults"])
+        self.stats = CallStats()
+        self.identities = IdentityStore()
+        self.instances = {}
+        self._events = []
+        self._event_order = itertools.count()
+        self.drs = DrsService(self)
+        self.ssm = SsmService(self)
+        _seed(self)
+
+    def elapsed(self):
+        return self.clock.elapsed()
+
+    def now(self):
+        return self.clock.now()
+
+    def schedule_at(self, elapsed_seconds, action):
+        """Run ``action(elapsed_seconds)`` once simulated time reaches ``elapsed_seconds``."""
+        heapq.heappush(self._events, (elapsed_seconds, next(self._event_order), action))
+
+    def run_due_events(self):
+        now = self.clock.elapsed()
+        while self._events and self._events[0][0] <= now:
+            due, _order, action = heapq.heappop(self._events)
+            action(due)
+
+    def account_name(self, account_id):
+        for account in self.scenario["accounts"]:
+            if account["id"] == account_id:
+                return account["name"]
+        return account_id
+
+    def summary(self):
+        groups = {}
+        for instance in self.instances.values():
+            key = f"{instance.account_id}/{instance.region}"
+            groups[key] = groups.get(key, 0) + 1
+        return {
+            "name": self.scenario["name"],
+            "description": self.scenario["description"],
+            "regions": self.scenario["regions"],
+            "accounts": [{"id": a["id"], "name": a["name"]} for a in self.scenario["accounts"]],
+            "instances": len(self.instances),
+            "instances_by_account_region": groups,
+            "clock": self.clock.describe(),
+        }
+
+
+def _seed(world):
+    scenario = world.scenario
+    mock_random.seed(scenario["seed"])
+    for account in scenario["accounts"]:
+        iam = iam_backends[account["id"]]["aws"]
+        if account.get("alias"):
+            iam.create_account_alias(account["alias"])
+        for role in account["roles"]:
+            iam.create_role(
+                role_name=role["name"],
+                assume_role_policy_document=json.dumps(trust_policy(role["trusted_principals"], role.get("external_id"))),
+                path="/",
+                permissions_boundary=None,
+                description=f"Lab role {role['name']}",
+                tags=[],
+                max_session_duration=str(role.get("max_session_duration", 3600)),
+            )
+        for region, drs_state in account["drs"].items():
+            world.drs.seed_region(account["id"], region, drs_state)
+    operator = scenario["operator"]
+    world.identities.add_user(operator["account"], operator["user"], operator["access_key_id"], operator["secret_access_key"])
+    for group in scenario["instance_groups"]:
+        for instance in _launch_group(world, group):
+            world.instances[instance.instance_id] = instance
+            world.ssm.add_instance(instance)
+        registered = group.get("already_registered")
+        if registered:
+            members = [i for i in world.instances.values() if i.group == group["name"]][: registered["count"]]
+            for instance in members:
+                world.drs.register_existing(instance, registered["account"], registered["region"], registered["replication_state"])
+
+
+def _launch_group(world, group):
+    backend = ec2_backends[group["account"]][group["region"]]
+    reservation = backend.run_instances(
+        "ami-0lab" + ("windows" if group["platform"] == WINDOWS_PLATFORM else "linux"),
+        group["count"],
+        None,
+        [],
+        instance_type=group["instance_type"],
+        is_instance_type_default=False,
+        region_name=group["region"],
+        tags={"instance": dict(group["tags"])},
+    )
+    ssm_states = _shuffled(world, spread(group["ssm"], group["count"]))
+    outcomes = _shuffled(world, spread(group["install"]["outcome"], group["count"]))
+    low, high = _range(group["install"]["duration_seconds"])
+    fleet = []
+    for index, instance in enumerate(reservation.instances):
+        name = group["name_pattern"].format(index=index + 1, group=group["name"])
+        instance.add_tags({"Name": name})
+        if group["platform"] == WINDOWS_PLATFORM:
+            instance.platform = WINDOWS_PLATFORM
+        fleet.append(FleetInstance(
+            instance_id=instance.id,
+            account_id=group["account"],
+            region=group["region"],
+            name=name,
+            platform=group["platform"],
+            private_ip=instance.private_ip,
+            group=group["name"],
+            ssm_state=ssm_states[index],
+            install_outcome=outcomes[index],
+            install_duration_seconds=round(world.random.uniform(low, high), 1),
+        ))
+    if group["state"] == "stopped":
+        backend.stop_instances([instance.id for instance in reservation.instances])
+    return fleet
+
+
+def _shuffled(world, values):
+    values = list(values)
+    world.random.shuffle(values)
+    return values
+
+
+def _range(value):
+    return (value, value) if isinstance(value, (int, float)) else (value[0], value[1])
+
