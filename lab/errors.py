@@ -40,6 +40,16 @@ def unrecognized_credentials(protocol, service):
     return AwsError("UnrecognizedClientException", "The security token included in the request is invalid.", 403)
 
 
+def signature_mismatch(protocol, service):
+    message = ("The request signature we calculated does not match the signature you provided. "
+               "Check your AWS Secret Access Key and signing method.")
+    if service == "ec2":
+        return AwsError("AuthFailure", "AWS was not able to validate the provided access credentials", 401)
+    if protocol == "query":
+        return AwsError("SignatureDoesNotMatch", message, 403)
+    return AwsError("InvalidSignatureException", message, 403)
+
+
 def invalid_parameters(protocol, service, message):
     """A request that does not fit the operation's model, in the form each protocol's services use."""
     if service == "ec2":

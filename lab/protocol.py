@@ -11,6 +11,9 @@ import warnings
 from functools import lru_cache
 from urllib.parse import unquote
 
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.serialize import create_serializer
 from moto.core.parse import PROTOCOL_PARSERS
 from moto.core.request import determine_request_protocol
@@ -23,6 +26,8 @@ from lab.validation import constraint_violations, unknown_json_members, validati
 SERVED_SERVICES = ("cloudformation", "cloudwatch", "drs", "dynamodb", "ec2", "iam", "organizations", "ssm", "sts")
 
 _CREDENTIAL_SCOPE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
+_SIGNED_HEADERS = re.compile(r"SignedHeaders=([^,\s]+)")
+_SIGNATURE = re.compile(r"Signature=([0-9a-f]+)")
 _QUERY_ENVELOPE = {"Action", "Version"}
 
 
@@ -59,6 +64,25 @@ def service_of(caller):
     if service is None:
         raise AwsError("UnknownService", f"The lab does not serve the '{caller.signing_name}' service. It serves: {', '.join(SERVED_SERVICES)}", 400)
     return service
+
+
+def verify_signature(request, body, caller, secret_access_key, mismatch):
+    """Recompute the request's SigV4 signature with the secret the lab issued, as AWS does;
+    raise ``mismatch`` (the service's own error) when it differs."""
+    authorization = request.headers.get("Authorization", "")
+    signed = _SIGNED_HEADERS.search(authorization)
+    sent = _SIGNATURE.search(authorization)
+    timestamp = request.headers.get("X-Amz-Date")
+    if not (signed and sent and timestamp):
+        raise mismatch
+    headers = {name: request.headers.get(name, "") for name in signed.group(1).split(";")}
+    raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.full_path
+    replayed = AWSRequest(method=request.method, url=f"http://{request.host}{raw_uri}", headers=headers, data=body)
+    replayed.context["timestamp"] = timestamp
+    signer = SigV4Auth(Credentials(caller.access_key, secret_access_key, caller.session_token), caller.signing_name, caller.region)
+    expected = signer.signature(signer.string_to_sign(replayed, signer.canonical_request(replayed)), replayed)
+    if expected != sent.group(1):
+        raise mismatch
 
 
 class Operation:

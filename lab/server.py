@@ -17,8 +17,22 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request
 
 from lab import control
-from lab.errors import AwsError, service_unavailable, throttling_error, unrecognized_credentials
-from lab.protocol import caller_of, error_response, parse_operation, protocol_family, serialize, service_of
+from lab.errors import (
+    AwsError,
+    service_unavailable,
+    signature_mismatch,
+    throttling_error,
+    unrecognized_credentials,
+)
+from lab.protocol import (
+    caller_of,
+    error_response,
+    parse_operation,
+    protocol_family,
+    serialize,
+    service_of,
+    verify_signature,
+)
 from lab.routes import ROUTES
 from lab.world import World
 
@@ -66,7 +80,9 @@ class LabApplication:
             raise service_unavailable(service)
         with world.lock:
             world.run_due_events()
-            credential = world.identities.authenticate(caller, unrecognized_credentials(protocol_family(service), service))
+            protocol = protocol_family(service)
+            credential = world.identities.authenticate(caller, unrecognized_credentials(protocol, service))
+            verify_signature(request, body, caller, credential.secret_access_key, signature_mismatch(protocol, service))
             operation = parse_operation(service, request, body)
             world.stats.record_call(credential.account_id, credential.role_arn or credential.arn, service, operation.name)
             latency = world.faults.latency_seconds(service, operation.name)
