@@ -1,0 +1,111 @@
+# Build, lint and test drs_orchestration.agent_deployer.
+#
+# Every target creates (or reuses) the virtual environment .venv by itself,
+# with the exact tool versions pinned in constraints.txt.
+#
+#   make demo    run the main job against the local AWS lab (no AWS account needed)
+#   make test    lint + sanity + build + pytest
+#   make help    list the targets
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV := .venv
+VENV_BIN := $(VENV)/bin
+VENV_STAMP := $(VENV)/.installed
+LAB_REQUIREMENTS ?= lab/requirements.txt
+REQUIREMENTS := requirements.txt tests/requirements.txt $(LAB_REQUIREMENTS)
+
+SCENARIO ?= demo
+LAB_PORT ?= 4566
+
+NAMESPACE := drs_orchestration
+NAME := agent_deployer
+SANITY_ROOT := build/ansible_collections
+SANITY_DIR := $(SANITY_ROOT)/$(NAMESPACE)/$(NAME)
+
+# Tools (ansible-*, pytest, ...) come from .venv first.
+export PATH := $(CURDIR)/$(VENV_BIN):$(PATH)
+
+.PHONY: help venv test lint sanity build pytest lab demo clean clean-venv
+
+# test runs its steps in order, even under make -j.
+.NOTPARALLEL:
+
+help:
+	@echo "make demo    run the main job against the local AWS lab (no AWS account needed)"
+	@echo "make test    lint, sanity, build and every pytest test"
+	@echo "make lint    ansible-lint (production profile) and antsibull-changelog lint"
+	@echo "make sanity  ansible-test sanity on a copy under $(SANITY_DIR)"
+	@echo "make build   build the collection artifact into build/"
+	@echo "make lab     run the local AWS lab in the foreground (SCENARIO=$(SCENARIO) LAB_PORT=$(LAB_PORT))"
+	@echo "make clean   remove build output and caches (keeps .venv; 'make clean-venv' removes it)"
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): $(REQUIREMENTS) constraints.txt
+	test -x $(VENV_BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(VENV_BIN)/python -m pip install --quiet --upgrade pip
+	$(VENV_BIN)/python -m pip install --quiet -c constraints.txt $(addprefix -r ,$(REQUIREMENTS))
+	touch $@
+
+test: lint sanity build
+	$(MAKE) --no-print-directory pytest
+
+pytest: $(VENV_STAMP)
+	$(VENV_BIN)/python -m pytest tests
+
+lint: $(VENV_STAMP)
+	$(VENV_BIN)/ansible-lint
+	$(VENV_BIN)/antsibull-changelog lint
+
+# ansible-test needs the collection under .../ansible_collections/NAMESPACE/NAME/,
+# so sanity runs on a copy. The copy is made with tar (always there) rather than
+# rsync (not installed everywhere). It leaves out the lab and its tests (not
+# part of the collection), build output and caches; the scripts stay in so that
+# the shellcheck test checks them.
+#
+# --venv rather than --local: with --venv ansible-test installs, in its own cached
+# virtual environments, the exact checker versions (pylint, yamllint, voluptuous,
+# ...) that this ansible-core release was validated with. --local would need all
+# of those in .venv, where their pins would clash with constraints.txt.
+#
+# ansible-test lists the files to check with git when it finds a repository
+# around them; the copy sits in this repository's ignored build/ folder, so it
+# gets a repository of its own (no commit needed: untracked files are listed).
+#
+# Dependencies (amazon.aws) come from the `ansible` package in .venv; a link to
+# them next to the copy makes them visible to ansible-test, which sets
+# ANSIBLE_COLLECTIONS_PATH to build/.
+sanity: $(VENV_STAMP)
+	rm -rf $(SANITY_ROOT)
+	mkdir -p $(SANITY_DIR)
+	tar -c --exclude=./.venv --exclude=./build --exclude=./out --exclude=./lab \
+	    --exclude=./tests/lab --exclude=./.git --exclude=./tests/output --exclude=./.ansible \
+	    --exclude=__pycache__ --exclude=.pytest_cache --exclude='*.tar.gz' -f - . \
+	    | tar -x -C $(SANITY_DIR) -f -
+	git -C $(SANITY_DIR) init --quiet
+	purelib=$$($(VENV_BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	    ln -s "$$purelib/ansible_collections/amazon" $(SANITY_ROOT)/amazon
+	pyver=$$($(VENV_BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	    cd $(SANITY_DIR) && ansible-test sanity --venv --python "$$pyver" --color no
+
+build: $(VENV_STAMP)
+	$(VENV_BIN)/ansible-galaxy collection build --force --output-path build/
+
+lab: $(VENV_STAMP)
+	$(VENV_BIN)/python -m lab serve --scenario lab/scenarios/$(SCENARIO).yml --port $(LAB_PORT)
+
+demo: $(VENV_STAMP)
+	PYTHON=$(VENV_BIN)/python scripts/with-lab.sh demo -- \
+	    $(VENV_BIN)/ansible-inventory -i inventories/lab/ --graph
+
+clean:
+	rm -rf build out tests/output .pytest_cache .ansible
+	find . -path ./.venv -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+clean-venv: clean
+	rm -rf $(VENV)
