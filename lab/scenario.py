@@ -94,6 +94,7 @@ def expand(document, origin="scenario"):
         for field in ("ssm",):
             _check_mix(group[field], group["count"], f"{origin}: {where}.{field}")
         _check_mix(group["install"]["outcome"], group["count"], f"{origin}: {where}.install.outcome")
+        _check_outcomes(group, f"{origin}: {where}.install.outcome")
         registered = group.get("already_registered")
         if registered:
             registered["account"] = account_id(registered["account"], where + ".already_registered.account")
@@ -118,6 +119,18 @@ def spread(mix, count):
 def _check_mix(mix, count, where):
     if isinstance(mix, dict) and sum(mix.values()) != count:
         raise ScenarioError(f"{where}: the counts add up to {sum(mix.values())}, but the group has {count} instances")
+
+
+def _check_outcomes(group, where):
+    # imported here: the SSM model pulls in part of moto, which only a scenario with instances needs
+    from lab.models.ssm import INSTALL_OUTCOME_NAMES, outcome_platforms
+
+    mix = group["install"]["outcome"]
+    for name in [mix] if isinstance(mix, str) else list(mix):
+        if name not in INSTALL_OUTCOME_NAMES:
+            raise ScenarioError(f"{where}: unknown install outcome '{name}'; valid outcomes: {', '.join(INSTALL_OUTCOME_NAMES)}")
+        if group["platform"] not in outcome_platforms(name):
+            raise ScenarioError(f"{where}: install outcome '{name}' cannot happen on {group['platform']} instances")
 
 
 def _where(error):
