@@ -1,5 +1,7 @@
 """Every operation the lab answers itself, in one table; all others go to moto."""
 
+from lab.responses import drs
+from lab.responses import ssm
 from lab.responses import sts
 
 ROUTES = {
@@ -7,5 +9,23 @@ ROUTES = {
     ("sts", "AssumeRole"): sts.assume_role,
     ("sts", "GetCallerIdentity"): sts.get_caller_identity,
     # --- SSM ---
+    ("ssm", "DescribeInstanceInformation"): ssm.describe_instance_information,
+    ("ssm", "SendCommand"): ssm.send_command,
+    ("ssm", "ListCommands"): ssm.list_commands,
+    ("ssm", "ListCommandInvocations"): ssm.list_command_invocations,
+    ("ssm", "GetCommandInvocation"): ssm.get_command_invocation,
+    ("ssm", "CancelCommand"): ssm.cancel_command,
     # --- DRS ---
+    ("drs", "InitializeService"): drs.initialize_service,
+    ("drs", "DescribeSourceServers"): drs.describe_source_servers,
+    ("drs", "ListExtensibleSourceServers"): drs.list_extensible_source_servers,
+    ("drs", "CreateExtendedSourceServer"): drs.create_extended_source_server,
+    ("drs", "ListStagingAccounts"): drs.list_staging_accounts,
+    ("drs", "DisconnectSourceServer"): drs.disconnect_source_server,
+    ("drs", "DeleteSourceServer"): drs.delete_source_server,
+    ("drs", "CreateReplicationConfigurationTemplate"): drs.create_replication_configuration_template,
+    ("drs", "DescribeReplicationConfigurationTemplates"): drs.describe_replication_configuration_templates,
+    ("drs", "TagResource"): drs.tag_resource,
+    ("drs", "UntagResource"): drs.untag_resource,
+    ("drs", "ListTagsForResource"): drs.list_tags_for_resource,
 }
