@@ -4,6 +4,7 @@ seeded from a scenario into moto's backends and the lab's own models."""
 import heapq
 import json
 import itertools
+import os
 import random
 import threading
 from dataclasses import dataclass
@@ -21,6 +22,11 @@ from lab.scenario import spread
 from lab.stats import CallStats
 
 WINDOWS_PLATFORM = "windows"
+
+# moto loads its catalogue of ~1,300 public AMIs into every account and region when it creates the
+# backend, and scans it for each instance it launches; the lab's instances use the lab's own image
+# ids, and without the catalogue 3,000 instances seed in about a second instead of a quarter minute.
+os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
 
 @dataclass
