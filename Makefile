@@ -30,7 +30,7 @@ SANITY_DIR := $(SANITY_ROOT)/$(NAMESPACE)/$(NAME)
 # Tools (ansible-*, pytest, ...) come from .venv first.
 export PATH := $(CURDIR)/$(VENV_BIN):$(PATH)
 
-.PHONY: help venv test lint sanity build pytest lab demo clean clean-venv
+.PHONY: help venv test lint sanity build pytest lab lab-measure demo clean clean-venv
 
 # test runs its steps in order, even under make -j.
 .NOTPARALLEL:
@@ -42,6 +42,7 @@ help:
 	@echo "make sanity  ansible-test sanity on a copy under $(SANITY_DIR)"
 	@echo "make build   build the collection artifact into build/"
 	@echo "make lab     run the local AWS lab in the foreground (SCENARIO=$(SCENARIO) LAB_PORT=$(LAB_PORT))"
+	@echo "make lab-measure  seed a scenario in-process and print seeding time and idle memory (SCENARIO=scale)"
 	@echo "make clean   remove build output and caches (keeps .venv; 'make clean-venv' removes it)"
 
 venv: $(VENV_STAMP)
@@ -98,6 +99,10 @@ build: $(VENV_STAMP)
 
 lab: $(VENV_STAMP)
 	$(VENV_BIN)/python -m lab serve --scenario lab/scenarios/$(SCENARIO).yml --port $(LAB_PORT)
+
+lab-measure: SCENARIO = scale
+lab-measure: $(VENV_STAMP)
+	$(VENV_BIN)/python -m lab measure --scenario lab/scenarios/$(SCENARIO).yml
 
 demo: $(VENV_STAMP)
 	PYTHON=$(VENV_BIN)/python scripts/with-lab.sh demo -- \

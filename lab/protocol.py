@@ -115,10 +115,13 @@ def parse_operation(service, request, body):
         })
     except Exception as exc:  # a body the protocol cannot read is the client's error, not the lab's
         raise AwsError("SerializationException", f"Could not parse the request: {exc}", 400) from exc
-    operation = Operation(service, operation_model, protocol, _plain(params))
+    return Operation(service, operation_model, protocol, _plain(params))
+
+
+def check_operation(operation, request, body):
+    """Refuse parameters the model does not define or whose values break its constraints."""
     _reject_unknown_parameters(operation, request, body)
     _reject_constraint_violations(operation)
-    return operation
 
 
 def _plain(value):

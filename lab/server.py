@@ -26,6 +26,7 @@ from lab.errors import (
 )
 from lab.protocol import (
     caller_of,
+    check_operation,
     error_response,
     parse_operation,
     protocol_family,
@@ -90,13 +91,20 @@ class LabApplication:
                 world.stats.record_fault("throttled", service, operation.name)
                 result = throttling_error(service)
             else:
-                result = self._dispatch(world, credential, caller, operation, environ, body)
+                result = self._checked_dispatch(world, credential, caller, operation, request, environ, body)
             if isinstance(result, AwsError):
                 world.stats.record_error(service, operation.name, result.code)
                 result = serialize(operation, result)
         if latency:  # served outside the world lock, so one slow call does not stall the others
             time.sleep(latency)
         return result
+
+    def _checked_dispatch(self, world, credential, caller, operation, request, environ, body):
+        try:
+            check_operation(operation, request, body)
+        except AwsError as error:
+            return error
+        return self._dispatch(world, credential, caller, operation, environ, body)
 
     def _dispatch(self, world, credential, caller, operation, environ, body):
         handler = ROUTES.get((operation.service, operation.name))

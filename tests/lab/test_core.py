@@ -46,23 +46,6 @@ def scenario_instance_count(account_name, region):
     return sum(g["count"] for g in DEMO["instance_groups"] if g["account"] == account_id and g["region"] == region)
 
 
-# Where real AWS answers differ from their own models, and where botocore reshapes an answer before
-# the caller sees it: these are not lab defects.
-KNOWN_DEPARTURES = (
-    # The EC2 API reference: Platform "is windows for Windows instances" (lower case); the model's
-    # enum spells it "Windows".
-    re.compile(r"\.Platform: 'windows' is not one of \['Windows'\]$"),
-    # DynamoDB reports NumberOfDecreasesToday 0 for a new table; the model's minimum is 1.
-    re.compile(r"NumberOfDecreasesToday, value: 0, valid min value: 1"),
-    # botocore decodes IAM policy documents (URL-encoded JSON on the wire) into dicts.
-    re.compile(r"PolicyDocument, value: .*type: <class 'dict'>, valid types: <class 'str'>", re.DOTALL),
-)
-
-
-def model_problems(client, operation_name, response):
-    return [problem for problem in output_problems(client, operation_name, response)
-            if not any(departure.search(problem) for departure in KNOWN_DEPARTURES)]
-
 
 def all_instances(ec2):
     pages = ec2.get_paginator("describe_instances").paginate()
@@ -129,7 +112,7 @@ def test_assumed_role_calls_land_in_the_role_account(lab):
     for region in DEMO["regions"]:
         ec2 = lab.client("ec2", region, credentials)
         page = ec2.describe_instances()
-        assert model_problems(ec2, "DescribeInstances", page) == []
+        assert output_problems(ec2, "DescribeInstances", page) == []
         instances = all_instances(ec2)
         assert len(instances) == scenario_instance_count("source", region)
         owners = {r["OwnerId"] for r in page["Reservations"]}
@@ -194,7 +177,7 @@ def test_roles_created_at_run_time_are_trusted_limited_by_chaining_and_gone_once
         "Condition": {"StringEquals": {"sts:ExternalId": "run-time-id"}},
     }]}
     created = iam.create_role(RoleName="RunTimeRole", AssumeRolePolicyDocument=json.dumps(policy), MaxSessionDuration=7200)
-    assert model_problems(iam, "CreateRole", created) == []
+    assert output_problems(iam, "CreateRole", created) == []
     arn = created["Role"]["Arn"]
     sts = lab.client("sts")
     try:
@@ -223,12 +206,22 @@ def test_roles_created_at_run_time_are_trusted_limited_by_chaining_and_gone_once
 
 def test_out_of_range_max_results_names_the_field(lab):
     unchecked = lab.client("ssm", config=Config(parameter_validation=False, retries={"total_max_attempts": 1}))
+    before = lab.stats()
     for value, bound in ((1, "greater than or equal to 5"), (500, "less than or equal to 50")):
         with pytest.raises(ClientError) as excinfo:
             unchecked.describe_instance_information(MaxResults=value)
         assert error_code(excinfo) == "ValidationException"
         message = excinfo.value.response["Error"]["Message"]
         assert f"Value '{value}' at 'maxResults'" in message and bound in message
+    after = lab.stats()
+    # a refused call still reached the service: it counts, as its error does
+    assert _ssm_describe_calls(after) - _ssm_describe_calls(before) == 2
+    error_key = "ssm:DescribeInstanceInformation:ValidationException"
+    assert after["errors"].get(error_key, 0) - before["errors"].get(error_key, 0) == 2
+
+
+def _ssm_describe_calls(stats):
+    return stats["calls"].get("111111111111", {}).get("ssm", {}).get("DescribeInstanceInformation", 0)
 
 
 def test_unknown_json_member_is_rejected(lab):
@@ -320,7 +313,7 @@ def test_latency_delays_only_the_named_operation(lab, faults):
     started = time.monotonic()
     regions = ec2.describe_regions()
     fast = time.monotonic() - started
-    assert model_problems(ec2, "DescribeRegions", regions) == []
+    assert output_problems(ec2, "DescribeRegions", regions) == []
     assert slow >= 0.8
     assert fast < 0.8
 
@@ -359,7 +352,7 @@ def test_reset_restores_the_seeded_state(lab):
         TableName="reset-check", BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}])
-    assert model_problems(dynamodb, "CreateTable", created) == []
+    assert output_problems(dynamodb, "CreateTable", created) == []
     iam = lab.client("iam")
     iam.create_role(RoleName="ResetCheck", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
     listed = dynamodb.list_tables()

@@ -21,6 +21,10 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 NOT_SHIPPED = (
     "lab",
     "tests/lab",
+    "tests/conftest.py",
+    "tests/lab_fixture.py",
+    "tests/__init__.py",
+    "pytest.ini",
     "inventories/lab",
     "scripts",
     "ansible.cfg",
