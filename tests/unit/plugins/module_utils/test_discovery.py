@@ -1,0 +1,86 @@
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.discovery import (
+    NOT_MANAGED,
+    arrange_in_waves,
+    describe_instance,
+    select_waves,
+    ssm_status_by_instance,
+)
+
+
+def ec2_instance(instance_id, wave=None, name=None, platform=None):
+    tags = [{"Key": "Name", "Value": name or instance_id}]
+    if wave is not None:
+        tags.append({"Key": "dr:wave", "Value": wave})
+    raw = {"InstanceId": instance_id, "State": {"Name": "running"}, "Tags": tags}
+    if platform:
+        raw["Platform"] = platform
+    return describe_instance(raw, "222222222222", "us-east-1", "dr:wave", "dr:priority")
+
+
+def test_waves_are_ordered_as_numbers_not_as_strings():
+    instances = [ec2_instance("i-a", "10"), ec2_instance("i-b", "2"), ec2_instance("i-c", "1"), ec2_instance("i-d", "2")]
+
+    result = arrange_in_waves(instances)
+
+    assert [(w["wave"], w["instance_ids"]) for w in result["waves"]] == [(1, ["i-c"]), (2, ["i-b", "i-d"]), (10, ["i-a"])]
+    assert [i["instance_id"] for i in result["instances"]] == ["i-c", "i-b", "i-d", "i-a"]
+
+
+def test_instances_without_a_usable_wave_are_listed_apart_with_the_reason():
+    instances = [ec2_instance("i-a", "1"), ec2_instance("i-b"), ec2_instance("i-c", "two"), ec2_instance("i-d", "-4")]
+
+    result = arrange_in_waves(instances)
+
+    assert result["invalid_wave_instances"] == [
+        {"instance_id": "i-b", "name": "i-b", "reason": "the wave tag dr:wave is missing"},
+        {"instance_id": "i-c", "name": "i-c", "reason": "the wave tag dr:wave='two' is not an integer"},
+        {"instance_id": "i-d", "name": "i-d", "reason": "the wave tag dr:wave='-4' is negative"},
+    ]
+    assert result["counts"] == {"instances": 4, "in_waves": 1, "invalid_wave": 3, "waves": 1}
+    assert [i["instance_id"] for i in result["instances"]][-3:] == ["i-b", "i-c", "i-d"]
+
+
+def test_a_wave_filter_keeps_instances_without_a_usable_wave():
+    instances = [ec2_instance("i-a", "1"), ec2_instance("i-b", "2"), ec2_instance("i-c", "x")]
+
+    assert [i["instance_id"] for i in select_waves(instances, [2])] == ["i-b", "i-c"]
+    assert select_waves(instances, None) == instances
+
+
+def test_platform_and_ssm_status_are_reported_and_unmanaged_instances_say_so():
+    instances = [ec2_instance("i-a", "1", platform="windows"), ec2_instance("i-b", "1")]
+    status = {"i-a": {"managed": True, "ping_status": "ConnectionLost"}}
+
+    result = arrange_in_waves(instances, status)
+
+    assert [i["platform"] for i in result["instances"]] == ["windows", "linux"]
+    assert [i["ssm"] for i in result["instances"]] == [status["i-a"], NOT_MANAGED]
+    assert result["counts"]["ssm_online"] == 0
+    assert result["counts"]["ssm_not_online"] == 1
+    assert result["counts"]["ssm_not_managed"] == 1
+
+
+class FakeSsm:
+    """DescribeInstanceInformation over a fixed set of managed instances, recording each request."""
+
+    def __init__(self, managed):
+        self.managed = managed
+        self.requests = []
+
+    def describe_instance_information(self, aws_retry, Filters, MaxResults, NextToken=None):
+        assert aws_retry is True
+        self.requests.append(Filters[0]["Values"])
+        assert Filters[0]["Key"] == "InstanceIds" and len(Filters[0]["Values"]) <= 50 and MaxResults == 50
+        found = [{"InstanceId": i, "PingStatus": "Online"} for i in Filters[0]["Values"] if i in self.managed]
+        return {"InstanceInformationList": found}
+
+
+def test_ssm_status_is_asked_in_chunks_of_fifty_instance_ids():
+    ids = [f"i-{n:017x}" for n in range(120)]
+    ssm = FakeSsm(set(ids[::2]))
+
+    status = ssm_status_by_instance(ssm, ids)
+
+    assert [len(chunk) for chunk in ssm.requests] == [50, 50, 20]
+    assert sorted(sum(ssm.requests, [])) == sorted(ids)
+    assert set(status) == set(ids[::2])
