@@ -65,6 +65,10 @@ def _reset(server, _body):
     return server.world.summary()
 
 
+def _sessions(server, _body):
+    return {"sessions": server.world.identities.issued_sessions()}
+
+
 def _scenario(server, _body):
     return server.world.summary()
 
@@ -77,4 +81,5 @@ _ROUTES = {
     ("POST", "/_lab/clock"): _set_clock,
     ("POST", "/_lab/reset"): _reset,
     ("GET", "/_lab/scenario"): _scenario,
+    ("GET", "/_lab/sessions"): _sessions,
 }

@@ -9,6 +9,8 @@ import random
 import threading
 from dataclasses import dataclass
 
+from moto.cloudformation.exceptions import ValidationError as CloudFormationValidationError
+from moto.cloudformation.models import CloudFormationBackend
 from moto.ec2.models import ec2_backends
 from moto.iam.models import iam_backends
 from moto.moto_api._internal import mock_random
@@ -27,6 +29,29 @@ WINDOWS_PLATFORM = "windows"
 # backend, and scans it for each instance it launches; the lab's instances use the lab's own image
 # ids, and without the catalogue 3,000 instances seed in about a second instead of a quarter minute.
 os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+
+def _update_stack_refusing_no_op(update_stack):
+    """CloudFormation refuses an UpdateStack that changes nothing ("No updates are to be
+    performed."), which is how clients such as amazon.aws.cloudformation tell an unchanged stack;
+    moto accepts it and reports UPDATE_COMPLETE."""
+
+    def refusing(self, name, template, role_arn, parameters, tags):
+        stack = self.get_stack(name)
+        unchanged = (
+            stack.template == template
+            and stack.parameters == self._resolve_update_parameters(instance=stack, incoming_params=parameters)
+            and role_arn == stack.role_arn
+            and (tags is None or tags == stack.tags)
+        )
+        if unchanged:
+            raise CloudFormationValidationError(name, "No updates are to be performed.")
+        return update_stack(self, name, template, role_arn, parameters, tags)
+
+    return refusing
+
+
+CloudFormationBackend.update_stack = _update_stack_refusing_no_op(CloudFormationBackend.update_stack)
 
 
 @dataclass

@@ -47,6 +47,16 @@ class IdentityStore:
             self._by_access_key[access_key_id] = credential
         return credential
 
+    def issued_sessions(self):
+        """Every temporary credential issued so far, secrets included: for tests that prove a client
+        never printed them."""
+        with self._lock:
+            return [
+                {"access_key_id": c.access_key_id, "secret_access_key": c.secret_access_key,
+                 "session_token": c.session_token, "arn": c.arn}
+                for c in self._by_access_key.values() if c.session_token is not None
+            ]
+
     def authenticate(self, caller, unrecognized):
         """The credential behind a signed request, or the service's own 'invalid token' error."""
         credential = self._by_access_key.get(caller.access_key)
