@@ -104,9 +104,18 @@ lab-measure: SCENARIO = scale
 lab-measure: $(VENV_STAMP)
 	$(VENV_BIN)/python -m lab measure --scenario lab/scenarios/$(SCENARIO).yml
 
-demo: $(VENV_STAMP)
-	PYTHON=$(VENV_BIN)/python scripts/with-lab.sh demo -- \
-	    $(VENV_BIN)/ansible-inventory -i inventories/lab/ --graph
+# The collection as Ansible looks it up: a link to this checkout, so that playbooks run the code
+# of the working tree (amazon.aws comes from the ansible package in .venv).
+COLLECTIONS_DIR := build/collections
+COLLECTION_LINK := $(COLLECTIONS_DIR)/ansible_collections/$(NAMESPACE)/$(NAME)
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../../.. $@
+
+demo: $(VENV_STAMP) $(COLLECTION_LINK)
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLLECTIONS_DIR) PYTHON=$(VENV_BIN)/python \
+	    scripts/with-lab.sh demo -- scripts/demo.sh
 
 clean:
 	rm -rf build out tests/output .pytest_cache .ansible

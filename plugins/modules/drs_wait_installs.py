@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+
+# Copyright: Contributors to the drs_orchestration.agent_deployer collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+module: drs_wait_installs
+short_description: Wait for background agent installs and show their progress
+version_added: 0.1.0
+description:
+  - Waits for C(drs_orchestration.agent_deployer.drs_ssm_install) tasks started with C(async) and C(poll=0), for
+    example the account-regions of one deployment wave, and returns their results.
+  - While it waits, it prints one progress line at least every O(progress_interval) seconds, summed over the
+    jobs' C(progress_file) documents (instances done, failed, in flight, waiting for SSM, waiting for DRS).
+  - It fails only when O(timeout) passes first, naming the jobs still running; the results of the jobs say how
+    each install went.
+  - This is an action plugin. It runs on the controller and reads the jobs on the host the task runs on, so run
+    it delegated to the host that ran the jobs.
+author:
+  - DRS orchestration contributors (@drs-orchestration)
+options:
+  jobs:
+    description:
+      - The background jobs to wait for, that is the C(results) registered by a looped task run with C(async)
+        and C(poll=0). Each has C(ansible_job_id) and the loop C(item), whose C(name) labels the job in progress
+        lines and results (for example C(222222222222/us-east-1)) and whose optional C(progress_file) is the
+        file the job writes its progress to.
+    type: list
+    elements: dict
+    required: true
+  label:
+    description:
+      - What is being waited for, shown at the start of every progress line (for example C(wave 2)).
+    type: str
+    default: installs
+  timeout:
+    description:
+      - Seconds to wait for all jobs.
+    type: int
+    default: 7200
+  poll_interval:
+    description:
+      - Seconds between two looks at the jobs.
+    type: int
+    default: 5
+  progress_interval:
+    description:
+      - Seconds between two progress lines; at most 60 keeps long waits visibly alive.
+    type: int
+    default: 30
+notes:
+  - Start no background jobs in check mode; there is then nothing to wait for.
+"""
+
+EXAMPLES = r"""
+- name: Start the wave's installs in every account-region
+  drs_orchestration.agent_deployer.drs_ssm_install:
+    instance_ids: "{{ item.instance_ids }}"
+    region: "{{ item.region }}"
+    progress_file: "{{ item.progress_file }}"
+  async: 7800
+  poll: 0
+  loop: "{{ wave_targets }}"  # each with name, region, instance_ids, progress_file
+  register: started
+
+- name: Wait for the wave's installs
+  drs_orchestration.agent_deployer.drs_wait_installs:
+    label: "wave {{ wave }}"
+    jobs: "{{ started.results }}"
+    timeout: 7800
+  register: finished
+"""
+
+RETURN = r"""
+results:
+  description: One entry per job, in the order of O(jobs).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The job's name.
+      type: str
+    jid:
+      description: The job id.
+      type: str
+    item:
+      description: The loop item that started the job.
+      type: dict
+    result:
+      description: The result of the job's task, as the module returned it (C(failed) and C(msg) included).
+      type: dict
+waited_seconds:
+  description: How long the wait took.
+  returned: always
+  type: float
+"""

@@ -1,0 +1,273 @@
+# -*- coding: utf-8 -*-
+
+# Copyright: Contributors to the drs_orchestration.agent_deployer collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Deployment plans and summaries: which instances go in which wave, and what came of them.
+
+Controller-side logic of the drs_agent_deploy role, kept out of Jinja so it can be tested.
+"""
+
+PRIORITY_ORDER = ("critical", "high", "medium", "low")
+RESULT_STATUSES = (
+    "installed", "already_registered", "failed", "timed_out", "not_registered_after_success",
+    "skipped_ssm_offline", "skipped_not_managed",
+)
+SKIPPED_STATUSES = ("skipped_ssm_offline", "skipped_not_managed")
+FAILED_STATUSES = ("failed", "timed_out", "not_registered_after_success")
+
+
+def assume_failures(assumed_results):
+    """The accounts whose role could not be assumed, with the reason, from sts_assume_role results
+    registered over account items (the credentials of the others are never read here)."""
+    return [
+        {"account_id": result["item"]["account_id"], "reason": result.get("msg") or "the role could not be assumed"}
+        for result in assumed_results
+        if "sts_creds" not in result
+    ]
+
+
+def deployment_pattern(accounts):
+    """same-account, cross-account or multi-account, from the source accounts and their staging accounts."""
+    sources = {account["account_id"] for account in accounts}
+    if len(sources) > 1:
+        return "multi-account"
+    account = accounts[0]
+    if account.get("staging_account_id") in (None, "", account["account_id"]):
+        return "same-account"
+    return "cross-account"
+
+
+def build_plan(discoveries, accounts, limit_instance_ids=None, waves=None, progress_dir=None):
+    """The waves in numeric order, each with one install target per account-region.
+
+    ``discoveries`` are the results registered from drs_discover looped over
+    ``accounts | subelements('regions')``; a failed one makes its account-region unreachable (with the
+    reason), never silently empty.
+    ``limit_instance_ids`` (the play's inventory hosts, after --limit) restricts the targets when given.
+    ``progress_dir`` is where each target's install writes its progress file.
+    """
+    by_account = {account["account_id"]: account for account in accounts}
+    limit = set(limit_instance_ids) if limit_instance_ids else None
+    wanted_waves = {int(wave) for wave in waves} if waves else None
+    targets = {}
+    outside_limit, invalid, unreachable = [], [], []
+    for discovery in discoveries:
+        account, region = discovery["item"]
+        account_id = account["account_id"]
+        if discovery.get("failed"):
+            unreachable.append({"account_id": account_id, "region": region,
+                                "reason": discovery.get("msg", "discovery failed")})
+            continue
+        invalid.extend(dict(entry, account_id=account_id, region=region)
+                       for entry in discovery.get("invalid_wave_instances", []))
+        for instance in discovery.get("instances", []):
+            if instance.get("wave") is None:
+                continue
+            if limit is not None and instance["instance_id"] not in limit:
+                outside_limit.append(instance["instance_id"])
+                continue
+            if wanted_waves is not None and instance["wave"] not in wanted_waves:
+                continue
+            key = (instance["wave"], account_id, region)
+            if key not in targets:
+                targets[key] = _target(by_account[account_id], region, instance["wave"], progress_dir)
+            targets[key]["instances"].append(_planned_instance(instance))
+    plan_waves = []
+    for wave in sorted({key[0] for key in targets}):
+        wave_targets = [targets[key] for key in sorted(targets) if key[0] == wave]
+        for target in wave_targets:
+            target["instances"].sort(key=_priority_key)
+            target["instance_ids"] = [instance["instance_id"] for instance in target["instances"]]
+        plan_waves.append({
+            "wave": wave,
+            "targets": wave_targets,
+            "instance_count": sum(len(target["instances"]) for target in wave_targets),
+        })
+    return {
+        "pattern": deployment_pattern(accounts),
+        "waves": plan_waves,
+        "instance_count": sum(wave["instance_count"] for wave in plan_waves),
+        "outside_limit": sorted(outside_limit),
+        "invalid_wave_instances": invalid,
+        "unreachable": unreachable,
+    }
+
+
+def _target(account, region, wave, progress_dir):
+    staging = account.get("staging_account_id") or account["account_id"]
+    name = f"{account['account_id']}/{region}"
+    return {
+        "name": name,
+        "progress_file": f"{progress_dir}/wave-{wave}-{account['account_id']}-{region}.json" if progress_dir else None,
+        "wave": wave,
+        "account_id": account["account_id"],
+        "region": region,
+        "drs_region": account.get("drs_region") or region,
+        "staging_account_id": staging,
+        "cross_account": staging != account["account_id"],
+        "instances": [],
+    }
+
+
+def _planned_instance(instance):
+    return {
+        "instance_id": instance["instance_id"],
+        "name": instance.get("name"),
+        "priority": instance.get("priority"),
+        "platform": instance.get("platform"),
+        "ssm_ping_status": (instance.get("ssm") or {}).get("ping_status"),
+    }
+
+
+def _priority_key(instance):
+    priority = (instance.get("priority") or "").lower()
+    rank = PRIORITY_ORDER.index(priority) if priority in PRIORITY_ORDER else len(PRIORITY_ORDER)
+    return (rank, instance.get("name") or "", instance["instance_id"])
+
+
+def plan_lines(plan):
+    """The plan as lines a person reads: the pattern, then each wave and account-region."""
+    lines = [f"Deployment pattern: {plan['pattern']}; {plan['instance_count']} instance(s) in "
+             f"{len(plan['waves'])} wave(s)"]
+    for wave in plan["waves"]:
+        lines.append(f"Wave {wave['wave']}: {wave['instance_count']} instance(s)")
+        for target in wave["targets"]:
+            offline = sum(1 for instance in target["instances"] if instance["ssm_ping_status"] != "Online")
+            into = f" -> staging {target['staging_account_id']}" if target["cross_account"] else ""
+            lines.append(f"  {target['name']}{into} (DRS {target['drs_region']}): {len(target['instances'])} instance(s), "
+                         f"{offline} not Online in SSM")
+    if plan["invalid_wave_instances"]:
+        lines.append(f"Not in any wave (wave tag missing or not a number): {len(plan['invalid_wave_instances'])}")
+    if plan["outside_limit"]:
+        lines.append(f"Left out by the inventory limit: {len(plan['outside_limit'])}")
+    return lines
+
+
+def failure_rate(counts):
+    """Failed over attempted; skipped instances were not attempted."""
+    attempted = sum(counts.get(status, 0) for status in RESULT_STATUSES if status not in SKIPPED_STATUSES)
+    failed = sum(counts.get(status, 0) for status in FAILED_STATUSES)
+    return round(failed / attempted, 4) if attempted else 0.0
+
+
+def wave_outcome(job_results, wave, wall_seconds):
+    """One wave's per-target results and counts, from the drs_wait_installs results of its jobs."""
+    targets = []
+    counts = dict.fromkeys(RESULT_STATUSES, 0)
+    for job in job_results:
+        result = job["result"]
+        instances = result.get("results") or []
+        if not instances and result.get("failed"):
+            # the task failed before it had per-instance results: each of its instances failed with its message
+            instances = [
+                {"instance_id": instance_id, "status": "failed", "error_category": "unknown",
+                 "reason": result.get("msg", "the install task failed")}
+                for instance_id in job["item"]["instance_ids"]
+            ]
+        for instance in instances:
+            counts[instance["status"]] += 1
+        targets.append({
+            "name": job["name"],
+            "account_id": job["item"]["account_id"],
+            "region": job["item"]["region"],
+            "results": instances,
+            "task_failed": bool(result.get("failed")),
+            "message": result.get("msg", ""),
+        })
+    return {"wave": wave, "targets": targets, "counts": counts, "failure_rate": failure_rate(counts),
+            "wall_seconds": round(wall_seconds, 1)}
+
+
+def outcome_lines(outcome):
+    """A wave's result as lines: totals, each account-region, then each unsuccessful instance."""
+    figures = _figures(outcome["counts"])
+    lines = [f"Wave {outcome['wave']}: {_figure_text(figures)} in {outcome['wall_seconds']} s "
+             f"(failure rate {outcome['failure_rate']:.0%})"]
+    for target in outcome["targets"]:
+        counts = dict.fromkeys(RESULT_STATUSES, 0)
+        for instance in target["results"]:
+            counts[instance["status"]] += 1
+        lines.append(f"  {target['name']}: {_figure_text(_figures(counts))}")
+        for instance in target["results"]:
+            if instance["status"] in FAILED_STATUSES or instance["status"] in SKIPPED_STATUSES:
+                detail = instance.get("remediation") or instance.get("reason") or ""
+                category = f" [{instance['error_category']}]" if instance.get("error_category") else ""
+                lines.append(f"    {instance['instance_id']} {instance['status']}{category}: {detail}")
+    return lines
+
+
+def summarize(plan, outcomes, unreachable, wall_seconds, stopped_after_wave, max_failure_rate):
+    """The deployment summary: per wave and per account, attempted, installed, failed, skipped, already registered."""
+    by_account = {}
+    waves = []
+    for outcome in outcomes:
+        wave_accounts = {}
+        for target in outcome["targets"]:
+            for instance in target["results"]:
+                for table in (wave_accounts, by_account):
+                    table.setdefault(target["account_id"], dict.fromkeys(RESULT_STATUSES, 0))
+                    table[target["account_id"]][instance["status"]] += 1
+        waves.append(dict(
+            _figures(outcome["counts"]),
+            wave=outcome["wave"],
+            failure_rate=outcome["failure_rate"],
+            wall_seconds=outcome["wall_seconds"],
+            accounts={account: _figures(counts) for account, counts in sorted(wave_accounts.items())},
+        ))
+    totals = dict.fromkeys(RESULT_STATUSES, 0)
+    for counts in by_account.values():
+        for status, count in counts.items():
+            totals[status] += count
+    return {
+        "deployment_pattern": plan["pattern"],
+        "planned_waves": [wave["wave"] for wave in plan["waves"]],
+        "planned_instances": plan["instance_count"],
+        "waves": waves,
+        "accounts": {account: _figures(counts) for account, counts in sorted(by_account.items())},
+        "totals": _figures(totals),
+        "unreachable": unreachable,
+        "invalid_wave_instances": plan["invalid_wave_instances"],
+        "max_failure_rate": max_failure_rate,
+        "stopped_after_wave": stopped_after_wave,
+        "wall_seconds": round(wall_seconds, 1),
+    }
+
+
+def summary_lines(summary):
+    """The summary as lines: per wave, per account, totals, and what stopped or was left out."""
+    lines = [f"Deployment ({summary['deployment_pattern']}): {_figure_text(summary['totals'])} "
+             f"in {summary['wall_seconds']} s"]
+    for wave in summary["waves"]:
+        lines.append(f"  wave {wave['wave']}: {_figure_text(wave)} in {wave['wall_seconds']} s")
+    for account, figures in summary["accounts"].items():
+        lines.append(f"  account {account}: {_figure_text(figures)}")
+    if summary["stopped_after_wave"] is not None:
+        lines.append(f"  stopped after wave {summary['stopped_after_wave']}: its failure rate was above "
+                     f"{summary['max_failure_rate']:.0%}")
+    for entry in summary["unreachable"]:
+        where = f"{entry['account_id']}/{entry['region']}" if entry.get("region") else entry["account_id"]
+        lines.append(f"  not reached: {where}: {entry['reason']}")
+    return lines
+
+
+def _figure_text(figures):
+    rate = "n/a" if figures["success_rate"] is None else f"{figures['success_rate']:.0%}"
+    return (f"{figures['attempted']} attempted, {figures['installed']} installed, "
+            f"{figures['already_registered']} already registered, {figures['failed']} failed, "
+            f"{figures['skipped']} skipped (success rate {rate})")
+
+
+def _figures(counts):
+    skipped = sum(counts.get(status, 0) for status in SKIPPED_STATUSES)
+    attempted = sum(counts.get(status, 0) for status in RESULT_STATUSES) - skipped
+    succeeded = counts.get("installed", 0) + counts.get("already_registered", 0)
+    return {
+        "attempted": attempted,
+        "installed": counts.get("installed", 0),
+        "already_registered": counts.get("already_registered", 0),
+        "failed": sum(counts.get(status, 0) for status in FAILED_STATUSES),
+        "skipped": skipped,
+        "success_rate": round(succeeded / attempted, 4) if attempted else None,
+        "by_status": {status: counts.get(status, 0) for status in RESULT_STATUSES},
+    }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The demo rehearsal against a running lab (run it through scripts/with-lab.sh demo -- ...):
+# show the inventory by wave, create the collection's install document in the source account,
+# deploy the agents wave by wave, and print the summary.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+bin=${VENV_BIN:-.venv/bin}
+summary=out/demo/summary.json
+
+echo "== Instances by wave, as the amazon.aws.aws_ec2 inventory sees them"
+"$bin/ansible-inventory" -i inventories/lab/ --graph
+echo "== Create the install document in the source account"
+"$bin/ansible-playbook" playbooks/setup_accounts.yml -e @playbooks/vars/lab_demo_setup.yml
+echo "== Deploy the agents wave by wave"
+rm -f "$summary"
+"$bin/ansible-playbook" -i inventories/lab/ playbooks/deploy_agents.yml -e @playbooks/vars/lab_demo_deploy.yml \
+    -e drs_agent_deploy_summary_file="$summary"
+echo "== Summary written to $summary"
+"$bin/python" - "$summary" <<'PY'
+import json
+import sys
+
+summary = json.load(open(sys.argv[1]))
+totals = summary["totals"]
+print(
+    f"{summary['deployment_pattern']}: {totals['attempted']} attempted, {totals['installed']} installed, "
+    f"{totals['already_registered']} already registered, {totals['failed']} failed, {totals['skipped']} skipped, "
+    f"in {len(summary['waves'])} waves and {summary['wall_seconds']} s"
+)
+PY
