@@ -1,0 +1,109 @@
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.deployment import (
+    build_plan,
+    failure_rate,
+    summarize,
+    wave_outcome,
+)
+
+RETAIL = {"account_id": "222222222222", "regions": ["us-east-1", "us-west-2"], "staging_account_id": "333333333333"}
+HR = {"account_id": "777777777777", "regions": ["us-east-1"]}
+
+
+def discovered(account, region, *instances, invalid=()):
+    """One drs_discover result as registered over ``accounts | subelements('regions')``."""
+    return {
+        "item": [account, region],
+        "instances": [
+            {"instance_id": instance_id, "wave": wave, "priority": priority, "name": instance_id, "ssm": {"ping_status": "Online"}}
+            for instance_id, wave, priority in instances
+        ],
+        "invalid_wave_instances": list(invalid),
+    }
+
+
+def test_waves_are_planned_in_numeric_order_with_one_target_per_account_region():
+    plan = build_plan([
+        discovered(RETAIL, "us-east-1", ("i-a", 10, "low"), ("i-b", 2, "high")),
+        discovered(RETAIL, "us-west-2", ("i-c", 2, "low")),
+        discovered(HR, "us-east-1", ("i-d", 1, "critical")),
+    ], [RETAIL, HR], progress_dir="/progress")
+
+    assert [wave["wave"] for wave in plan["waves"]] == [1, 2, 10]
+    wave_two = plan["waves"][1]
+    assert [target["name"] for target in wave_two["targets"]] == ["222222222222/us-east-1", "222222222222/us-west-2"]
+    assert wave_two["instance_count"] == 2
+    target = wave_two["targets"][0]
+    assert target["cross_account"] and target["staging_account_id"] == "333333333333"
+    assert target["progress_file"] == "/progress/wave-2-222222222222-us-east-1.json"
+    hr_target = plan["waves"][0]["targets"][0]
+    assert not hr_target["cross_account"] and hr_target["staging_account_id"] == "777777777777"
+    assert plan["pattern"] == "multi-account" and plan["instance_count"] == 4
+
+
+def test_instances_go_out_by_priority_inside_a_target():
+    plan = build_plan([
+        discovered(HR, "us-east-1", ("i-low", 1, "low"), ("i-none", 1, None), ("i-critical", 1, "Critical"), ("i-high", 1, "high")),
+    ], [HR])
+    assert plan["waves"][0]["targets"][0]["instance_ids"] == ["i-critical", "i-high", "i-low", "i-none"]
+
+
+def test_the_inventory_limit_and_the_wave_filter_restrict_the_targets():
+    discoveries = [discovered(HR, "us-east-1", ("i-1", 1, "high"), ("i-2", 2, "high"), ("i-3", 3, "high"))]
+
+    limited = build_plan(discoveries, [HR], limit_instance_ids=["i-2", "i-3"])
+    assert [wave["wave"] for wave in limited["waves"]] == [2, 3]
+    assert limited["outside_limit"] == ["i-1"]
+
+    filtered = build_plan(discoveries, [HR], waves=["3"])
+    assert [wave["wave"] for wave in filtered["waves"]] == [3]
+
+
+def test_a_failed_discovery_makes_its_account_region_unreachable_and_invalid_waves_are_kept():
+    failed = {"item": [RETAIL, "us-west-2"], "failed": True, "msg": "AccessDenied"}
+    invalid = {"instance_id": "i-x", "reason": "wave tag 'two' is not a whole number"}
+    plan = build_plan([discovered(RETAIL, "us-east-1", ("i-1", 1, "high"), invalid=[invalid]), failed], [RETAIL])
+
+    assert plan["unreachable"] == [{"account_id": "222222222222", "region": "us-west-2", "reason": "AccessDenied"}]
+    assert plan["invalid_wave_instances"] == [dict(invalid, account_id="222222222222", region="us-east-1")]
+    assert plan["pattern"] == "cross-account"
+
+
+def test_skipped_instances_do_not_count_in_the_failure_rate():
+    assert failure_rate({"installed": 3, "failed": 1, "skipped_ssm_offline": 4}) == 0.25
+    assert failure_rate({"skipped_not_managed": 2}) == 0.0
+
+
+def job(account, region, instance_ids, result):
+    return {"name": f"{account['account_id']}/{region}", "item": {"account_id": account["account_id"], "region": region,
+                                                                "instance_ids": instance_ids}, "result": result}
+
+
+def test_an_install_task_that_failed_without_results_fails_each_of_its_instances():
+    outcome = wave_outcome([
+        job(HR, "us-east-1", ["i-1", "i-2"], {"failed": True, "msg": "staging credentials are missing"}),
+        job(RETAIL, "us-east-1", ["i-3"], {"results": [{"instance_id": "i-3", "status": "installed"}]}),
+    ], wave=1, wall_seconds=12.34)
+
+    assert outcome["counts"]["failed"] == 2 and outcome["counts"]["installed"] == 1
+    assert outcome["failure_rate"] == round(2 / 3, 4)
+    assert outcome["targets"][0]["results"][0]["reason"] == "staging credentials are missing"
+    assert outcome["wall_seconds"] == 12.3
+
+
+def test_the_summary_adds_up_per_wave_and_per_account():
+    plan = build_plan([discovered(HR, "us-east-1", ("i-1", 1, "high"), ("i-2", 2, "high"))], [HR])
+    first = wave_outcome([job(HR, "us-east-1", ["i-1"], {"results": [{"instance_id": "i-1", "status": "installed"}]})], 1, 5)
+    second = wave_outcome([job(HR, "us-east-1", ["i-2", "i-3"], {"results": [
+        {"instance_id": "i-2", "status": "already_registered"},
+        {"instance_id": "i-3", "status": "skipped_ssm_offline"},
+    ]})], 2, 7)
+
+    summary = summarize(plan, [first, second], [], 20, None, 0.1)
+
+    assert summary["deployment_pattern"] == "same-account"
+    assert [wave["wave"] for wave in summary["waves"]] == [1, 2]
+    totals = summary["totals"]
+    assert (totals["attempted"], totals["installed"], totals["already_registered"], totals["skipped"]) == (2, 1, 1, 1)
+    assert totals["success_rate"] == 1.0
+    assert summary["accounts"]["777777777777"]["attempted"] == 2
+    assert summary["waves"][1]["accounts"]["777777777777"]["skipped"] == 1
