@@ -6,7 +6,7 @@ import botocore.exceptions
 import pytest
 
 from tests.e2e.conftest import run_playbook
-from tests.lab_fixture import REPO_ROOT, RunningLab
+from tests.lab_fixture import REPO_ROOT
 
 SCENARIO = REPO_ROOT / "tests" / "e2e" / "scenarios" / "setup-accounts.yml"
 PLAYBOOK = REPO_ROOT / "playbooks" / "setup_accounts.yml"
@@ -68,10 +68,8 @@ def write_calls(stats):
 
 
 @pytest.fixture(scope="module")
-def lab():
-    running = RunningLab(SCENARIO)
-    yield running
-    running.stop()
+def lab(lab_factory):
+    return lab_factory(SCENARIO)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import run_playbook
-from tests.lab_fixture import REPO_ROOT, RunningLab
+from tests.lab_fixture import REPO_ROOT
 
 SCENARIO = REPO_ROOT / "tests" / "e2e" / "scenarios" / "ssm-install.yml"
 CROSS_ACCOUNT_DOCUMENT = REPO_ROOT / "roles" / "drs_account_setup" / "files" / "DRSOrchestration-InstallDRAgentCrossAccount.yml"
@@ -46,10 +46,8 @@ REMEDIATION_WORD = {
 
 
 @pytest.fixture(scope="module")
-def install_lab():
-    lab = RunningLab(SCENARIO)
-    yield lab
-    lab.stop()
+def install_lab(lab_factory):
+    return lab_factory(SCENARIO)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from botocore.exceptions import ClientError
 
 from lab.scenario import ScenarioError, expand
 from tests.lab.shapes import output_problems
-from tests.lab_fixture import RunningLab
 
 SCENARIO = Path(__file__).with_name("scenarios") / "ssm.yml"
 INSTALL_DOCUMENT = "AWSDisasterRecovery-InstallDRAgentOnInstance"
@@ -32,10 +31,8 @@ mainSteps:
 
 
 @pytest.fixture(scope="module")
-def lab():
-    running = RunningLab(SCENARIO)
-    yield running
-    running.stop()
+def lab(lab_factory):
+    return lab_factory(SCENARIO)
 
 
 @pytest.fixture(scope="module")
