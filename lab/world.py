@@ -17,6 +17,8 @@ from moto.moto_api._internal import mock_random
 
 from lab.clock import SimulatedClock
 from lab.faults import FaultPlan
+# imported for its CloudFormation resource type, which moto finds among CloudFormationModel's subclasses
+from lab.models import cloudwatch  # noqa: F401  pylint: disable=unused-import
 from lab.models.drs import DrsService
 from lab.models.ssm import SsmService
 from lab.models.sts import IdentityStore, trust_policy

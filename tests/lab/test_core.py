@@ -373,3 +373,34 @@ def test_reset_restores_the_seeded_state(lab):
     assert stats["faults"] == {}
     source_after = {i["InstanceId"] for i in all_instances(lab.client("ec2", "us-east-1", lab.assume(role_arn("source"), EXTERNAL_ID)))}
     assert len(source_after) == len(source_before) == scenario_instance_count("source", "us-east-1")
+
+
+# --- CloudFormation resources moto lacks ------------------------------------------------------------
+
+def test_stacks_create_and_delete_cloudwatch_alarms(lab):
+    metric = {"Namespace": "DRSAgentDeployment", "MetricName": "Failed"}
+    template = {"Resources": {
+        "FailureRate": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+            "AlarmName": "lab-failure-rate", "ComparisonOperator": "GreaterThanThreshold", "EvaluationPeriods": 1,
+            "Threshold": 0.1, "TreatMissingData": "notBreaching", "Metrics": [
+                {"Id": "failed", "ReturnData": False, "MetricStat": {"Metric": metric, "Period": 3600, "Stat": "Sum"}},
+                {"Id": "rate", "Expression": "failed / 10", "Label": "failure rate", "ReturnData": True},
+            ]}},
+        "Duration": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+            "ComparisonOperator": "GreaterThanThreshold", "EvaluationPeriods": 1, "Threshold": 3600,
+            "Namespace": "DRSAgentDeployment", "MetricName": "DurationSeconds", "Statistic": "Maximum", "Period": 3600}},
+    }, "Outputs": {"FailureRateAlarmArn": {"Value": {"Fn::GetAtt": ["FailureRate", "Arn"]}}}}
+    cloudformation, cloudwatch = lab.client("cloudformation"), lab.client("cloudwatch")
+
+    cloudformation.create_stack(StackName="lab-alarms", TemplateBody=json.dumps(template))
+    stack = cloudformation.describe_stacks(StackName="lab-alarms")["Stacks"][0]
+    alarms = {alarm["AlarmName"]: alarm for alarm in cloudwatch.describe_alarms(AlarmNamePrefix="lab-")["MetricAlarms"]}
+    named = cloudwatch.describe_alarms(AlarmNamePrefix="lab-alarms-Duration-")["MetricAlarms"]
+    cloudformation.delete_stack(StackName="lab-alarms")
+    remaining = cloudwatch.describe_alarms(AlarmNamePrefix="lab-")["MetricAlarms"]
+
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert stack["Outputs"][0]["OutputValue"] == alarms["lab-failure-rate"]["AlarmArn"]
+    assert [query["Id"] for query in alarms["lab-failure-rate"]["Metrics"]] == ["failed", "rate"]
+    assert len(named) == 1 and named[0]["MetricName"] == "DurationSeconds"
+    assert remaining == []
