@@ -30,7 +30,7 @@ SANITY_DIR := $(SANITY_ROOT)/$(NAMESPACE)/$(NAME)
 # Tools (ansible-*, pytest, ...) come from .venv first.
 export PATH := $(CURDIR)/$(VENV_BIN):$(PATH)
 
-.PHONY: help venv test lint sanity build pytest lab lab-measure demo clean clean-venv
+.PHONY: help venv test lint sanity build pytest lab lab-measure demo bench clean clean-venv
 
 # test runs its steps in order, even under make -j.
 .NOTPARALLEL:
@@ -43,6 +43,7 @@ help:
 	@echo "make build   build the collection artifact into build/"
 	@echo "make lab     run the local AWS lab in the foreground (SCENARIO=$(SCENARIO) LAB_PORT=$(LAB_PORT))"
 	@echo "make lab-measure  seed a scenario in-process and print seeding time and idle memory (SCENARIO=scale)"
+	@echo "make bench   time the deploy playbook on the lab's scale scenario: overhead, AWS calls, memory (BENCH_ARGS=--time-scale N)"
 	@echo "make clean   remove build output and caches (keeps .venv; 'make clean-venv' removes it)"
 
 venv: $(VENV_STAMP)
@@ -116,6 +117,13 @@ $(COLLECTION_LINK):
 demo: $(VENV_STAMP) $(COLLECTION_LINK)
 	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLLECTIONS_DIR) PYTHON=$(VENV_BIN)/python \
 	    scripts/with-lab.sh demo -- scripts/demo.sh
+
+# A benchmark, not a test: the deploy playbook on the lab's scale scenario (3,120 instances, six
+# waves); prints wall time against the floor of the simulated installs, AWS calls per instance and
+# the controller's peak memory, next to their targets. Exits non-zero only when the run is invalid.
+bench: $(VENV_STAMP) $(COLLECTION_LINK)
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLLECTIONS_DIR) PYTHON=$(VENV_BIN)/python \
+	    scripts/with-lab.sh scale -- $(VENV_BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build out tests/output .pytest_cache .ansible

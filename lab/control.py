@@ -1,4 +1,5 @@
-"""The control API under /_lab/: statistics, faults, the clock, reset, and the scenario summary."""
+"""The control API under /_lab/: statistics, faults, the clock, reset, the scenario summary, and the
+Run Command timeline."""
 
 import json
 
@@ -73,6 +74,11 @@ def _scenario(server, _body):
     return server.world.summary()
 
 
+def _invocations(server, _body):
+    with server.world.lock:
+        return server.world.ssm.timeline()
+
+
 _ROUTES = {
     ("GET", "/_lab/stats"): _stats,
     ("GET", "/_lab/faults"): _get_faults,
@@ -82,4 +88,5 @@ _ROUTES = {
     ("POST", "/_lab/reset"): _reset,
     ("GET", "/_lab/scenario"): _scenario,
     ("GET", "/_lab/sessions"): _sessions,
+    ("GET", "/_lab/invocations"): _invocations,
 }

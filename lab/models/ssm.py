@@ -910,6 +910,41 @@ class SsmService:
         checks = _command_filters(filters, self.world, lambda command: command.summary_at(now)[0], lambda command: command)
         return _page(source, lambda command: all(check(command) for check in checks), True, max_results, token, "ListCommands")
 
+    def timeline(self):
+        """Every command sent so far and when each invocation ran, in simulated seconds since the lab
+        started (read-only, for the control API): what the installs cost, whatever the client saw."""
+        now = self.world.elapsed()
+
+        def moment(value):
+            return None if value is None or math.isinf(value) else round(value, 3)
+
+        commands = []
+        for command in self._commands.values():
+            invocations = []
+            for instance_id in command.instance_ids:
+                invocation = command.invocations[instance_id]
+                status, details = invocation.state_at(now)
+                window = invocation.execution_window(now)
+                invocations.append({
+                    "instance_id": instance_id,
+                    "group": invocation.managed.fleet.group,
+                    "status": status,
+                    "status_details": details,
+                    "started_at": moment(window[0]) if window else None,
+                    "ended_at": moment(window[1]) if window and window[1] is not None else None,
+                    "ends_at": moment(invocation.ends_at),
+                })
+            commands.append({
+                "command_id": command.command_id,
+                "account_id": command.account_id,
+                "region": command.region,
+                "document_name": command.document.name,
+                "installs_agent": command.document.runs_installer,
+                "requested_at": moment(command.requested_at),
+                "invocations": invocations,
+            })
+        return {"elapsed_seconds": round(now, 3), "time_scale": self.world.clock.time_scale, "commands": commands}
+
     def cancel_command(self, account_id, region, command_id, instance_ids):
         command = self.command(account_id, region, command_id)
         now = self.world.elapsed()

@@ -1,0 +1,370 @@
+#!/usr/bin/env python
+"""Benchmark the deploy playbook against the lab's scale scenario (run it through make bench).
+
+Runs playbooks/deploy_agents.yml (role drs_agent_deploy) against a running lab (scripts/with-lab.sh
+scale -- ...) and prints what the rollout cost: wall time against the floor (per wave, the slowest
+simulated install, in real seconds at the time scale used), AWS calls per instance by operation,
+and the controller's peak memory (ansible-playbook and every process under it, async jobs included).
+
+A benchmark, not a test: it exits 0 when it ran, whether or not the targets were met, and non-zero
+when the run cannot be measured (the lab is not there, setup or the deploy playbook failed).
+"""
+
+import argparse
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO_FILE = ROOT / "lab" / "scenarios" / "scale.yml"
+SETUP_VARS = "playbooks/vars/lab_scale_setup.yml"
+DEPLOY_VARS = "playbooks/vars/lab_scale_deploy.yml"
+OUT_DIR = ROOT / "out" / "bench"
+WAVE_TAG = "dr:wave"
+TAG_FILTERS = {"dr:enabled": "true", "dr:recovery-strategy": "drs"}
+
+# The scale scenario's installs take 120-600 simulated seconds, and an install that hangs runs until
+# its step's timeout (3600 s). At 120 simulated seconds per real second a hung install takes 30 s
+# and the floor of the six waves is a few minutes: long against Ansible's fixed start-up costs.
+DEFAULT_TIME_SCALE = 120.0
+TARGET_OVERHEAD = 1.15
+TARGET_CALLS_PER_INSTANCE = 0.5
+TARGET_PEAK_MB = 500.0
+SAMPLE_SECONDS = 0.25
+PR_SET_CHILD_SUBREAPER = 36
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+class BenchError(Exception):
+    """The bench cannot give valid figures."""
+
+
+def control(url, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{url}/_lab/{path}", data=data, method="GET" if body is None else "POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+def operation_counts(stats):
+    """{"service:Operation": calls} summed over every account."""
+    counts = {}
+    for services in stats["calls"].values():
+        for service, operations in services.items():
+            for operation, calls in operations.items():
+                key = f"{service}:{operation}"
+                counts[key] = counts.get(key, 0) + calls
+    return counts
+
+
+# --- the controller's memory -------------------------------------------------------------------
+
+def become_subreaper():
+    """Make async jobs, which detach from ansible-playbook, reparent to this process rather than to
+    init, so that they are still counted as the controller's. False where Linux' prctl is missing."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def process_table():
+    """{pid: (parent pid, state, resident bytes)} of every process now."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stream:
+                fields = stream.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        table[int(entry)] = (int(fields[1]), fields[0], int(fields[21]) * PAGE_SIZE)
+    return table
+
+
+def descendants(table, root):
+    children = {}
+    for pid, (parent, _state, _rss) in table.items():
+        children.setdefault(parent, []).append(pid)
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def process_kind(pid):
+    """What a process of the playbook's tree is, from its command line."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as stream:
+            words = stream.read().decode(errors="replace").split("\0")
+    except OSError:
+        return "gone"
+    text = " ".join(words)
+    if "ansible-playbook" in text:
+        return "ansible-playbook (main and forked workers)"
+    if "async_wrapper" in text or "AnsiballZ_async_wrapper" in text:
+        return "async job wrappers"
+    if "AnsiballZ_drs_ssm_install" in text:
+        return "drs_ssm_install jobs"
+    if "AnsiballZ_" in text:
+        return "other modules"
+    return "other"
+
+
+def pss_bytes(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as stream:
+            for line in stream:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def breakdown(table, tree):
+    """{kind: [processes, resident bytes, proportional bytes]} of the processes in ``tree``."""
+    kinds = {}
+    for pid in tree:
+        entry = kinds.setdefault(process_kind(pid), [0, 0, 0])
+        entry[0] += 1
+        entry[1] += table[pid][2]
+        entry[2] += pss_bytes(pid)
+    return kinds
+
+
+class MemorySampler:
+    """Peak of the summed resident memory of every process under this one (the playbook's tree)."""
+
+    def __init__(self, playbook_pid):
+        self.playbook_pid = playbook_pid
+        self.peak_bytes = 0
+        self.peak_processes = 0
+        self.peak_breakdown = {}
+        self.samples = 0
+
+    def sample(self):
+        me = os.getpid()
+        table = process_table()
+        tree = descendants(table, me)
+        total = sum(table[pid][2] for pid in tree)
+        self.samples += 1
+        if total > self.peak_bytes:
+            self.peak_bytes, self.peak_processes = total, len(tree)
+            self.peak_breakdown = breakdown(table, tree)
+        for pid in tree:  # reap finished async jobs that were reparented here
+            parent, state, _rss = table[pid]
+            if parent == me and state == "Z" and pid != self.playbook_pid:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+
+
+# --- running the playbooks ---------------------------------------------------------------------
+
+def ansible_environment():
+    env = dict(os.environ)
+    env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    env["ANSIBLE_NOCOLOR"] = "1"
+    # per-task timings at the end of the log, to see where the wall time goes
+    env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
+    env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = "25"
+    return env
+
+
+def ansible_playbook():
+    return str(Path(sys.executable).parent / "ansible-playbook")
+
+
+def run_setup(log_path):
+    command = [ansible_playbook(), "playbooks/setup_accounts.yml", "-e", "@" + SETUP_VARS]
+    with open(log_path, "w", encoding="utf-8") as log:
+        completed = subprocess.run(command, cwd=ROOT, env=ansible_environment(), stdout=log, stderr=subprocess.STDOUT,
+                                   check=False)
+    if completed.returncode != 0:
+        raise BenchError(f"setup_accounts.yml failed (exit {completed.returncode}); see {log_path}")
+
+
+def run_deploy(log_path, summary_path):
+    """(exit status, wall seconds, memory sampler, real start) of the deploy playbook."""
+    command = [ansible_playbook(), "playbooks/deploy_agents.yml", "-e", "@" + DEPLOY_VARS,
+               "-e", f"drs_agent_deploy_summary_file={summary_path}"]
+    with open(log_path, "w", encoding="utf-8") as log:
+        started = time.monotonic()
+        with subprocess.Popen(command, cwd=ROOT, env=ansible_environment(), stdout=log, stderr=subprocess.STDOUT) as playbook:
+            sampler = MemorySampler(playbook.pid)
+            while playbook.poll() is None:
+                sampler.sample()
+                time.sleep(SAMPLE_SECONDS)
+            wall = time.monotonic() - started
+    return playbook.returncode, wall, sampler
+
+
+# --- the scenario and the floor ----------------------------------------------------------------
+
+def scenario_facts(path):
+    """DR-tagged instance count, account-regions, and {group name: wave} from the scenario file."""
+    scenario = yaml.safe_load(path.read_text(encoding="utf-8"))
+    names = {account["name"]: account["id"] for account in scenario["accounts"]}
+    waves, places, instances = {}, set(), 0
+    for group in scenario["instance_groups"]:
+        tags = group.get("tags") or {}
+        if any(tags.get(key) != value for key, value in TAG_FILTERS.items()) or WAVE_TAG not in tags:
+            continue
+        waves[group["name"]] = int(tags[WAVE_TAG])
+        places.add((names.get(group["account"], group["account"]), group["region"]))
+        instances += group["count"]
+    return {"instances": instances, "account_regions": len(places), "group_waves": waves}
+
+
+def wave_timeline(timeline, group_waves, sim_origin, scale):
+    """Per wave: installs sent, the slowest install (simulated s) and its outcome, and when (real s
+    after the playbook started) the wave's first and last install command went out and its last
+    install ended."""
+    waves = {}
+
+    def real(sim):
+        return (sim - sim_origin) / scale
+
+    for command in timeline["commands"]:
+        if not command["installs_agent"] or command["requested_at"] < sim_origin:
+            continue
+        for invocation in command["invocations"]:
+            wave = group_waves.get(invocation["group"])
+            if wave is None:
+                continue
+            entry = waves.setdefault(wave, {"sent": 0, "slowest": 0.0, "slowest_outcome": "", "first_send": None,
+                                            "last_send": None, "last_end": None, "unfinished": 0})
+            entry["sent"] += 1
+            sent_at = real(command["requested_at"])
+            entry["first_send"] = sent_at if entry["first_send"] is None else min(entry["first_send"], sent_at)
+            entry["last_send"] = sent_at if entry["last_send"] is None else max(entry["last_send"], sent_at)
+            if invocation["ended_at"] is None:
+                if invocation["started_at"] is not None:
+                    entry["unfinished"] += 1
+                continue
+            ended = real(invocation["ended_at"])
+            entry["last_end"] = ended if entry["last_end"] is None else max(entry["last_end"], ended)
+            duration = invocation["ended_at"] - invocation["started_at"]
+            if duration > entry["slowest"]:
+                entry["slowest"], entry["slowest_outcome"] = duration, invocation["status_details"]
+    return dict(sorted(waves.items()))
+
+
+# --- the report --------------------------------------------------------------------------------
+
+def verdict(met):
+    return "met" if met else "MISSED"
+
+
+def print_report(facts, scale, summary, wall, waves, calls, sampler, load, subreaper):
+    instances = summary["planned_instances"]
+    floor = sum(entry["slowest"] for entry in waves.values()) / scale
+    overhead = wall / floor if floor else float("inf")
+    total_calls = sum(calls.values())
+    per_instance = total_calls / instances if instances else float("inf")
+    peak_mb = sampler.peak_bytes / 1e6
+    totals = summary["totals"]
+
+    print("== make bench: playbooks/deploy_agents.yml against the lab's scale scenario")
+    print(f"time scale            {scale:g} simulated seconds per real second")
+    print(f"instances             {instances} DR-tagged (scenario: {facts['instances']}); {totals['installed']} installed, "
+          f"{totals['already_registered']} already registered, {totals['failed']} failed, {totals['skipped']} skipped")
+    print(f"waves                 {len(summary['waves'])}")
+    print(f"account-regions       {facts['account_regions']}")
+    print(f"load average          {load[0]} before, {load[1]} after (2 cores: above 2 means the timings are noisy)"
+          if os.cpu_count() == 2 else f"load average          {load[0]} before, {load[1]} after ({os.cpu_count()} cores)")
+    print()
+    print("wave  sent  slowest install (sim s)            floor s  first send s  sends spread s  last end s  "
+          "idle after s  wave wall s (role)")
+    wave_walls = {wave["wave"]: wave["wall_seconds"] for wave in summary["waves"]}
+    numbers = list(waves)
+    for index, (number, entry) in enumerate(waves.items()):
+        following = waves[numbers[index + 1]]["first_send"] if index + 1 < len(numbers) else wall
+        idle = following - entry["last_end"] if entry["last_end"] is not None else float("nan")
+        slowest = f"{entry['slowest']:.0f} ({entry['slowest_outcome']})"
+        print(f"{number:>4}  {entry['sent']:>4}  {slowest:<35}  {entry['slowest'] / scale:>7.1f}  {entry['first_send']:>12.1f}  "
+              f"{entry['last_send'] - entry['first_send']:>14.1f}  {entry['last_end'] or float('nan'):>10.1f}  {idle:>12.1f}  "
+              f"{wave_walls.get(number, float('nan')):>18}")
+        if entry["unfinished"]:
+            print(f"      {entry['unfinished']} install(s) of wave {number} were still running when the playbook ended")
+    print()
+    print(f"wall time             {wall:.1f} s (deploy playbook, from start to exit)")
+    print(f"floor                 {floor:.1f} s (sum over waves of the slowest simulated install / time scale)")
+    print(f"overhead              {overhead:.3f} = wall / floor      target <= {TARGET_OVERHEAD}   {verdict(overhead <= TARGET_OVERHEAD)}")
+    print(f"AWS calls             {total_calls} in total, {per_instance:.3f} per instance   "
+          f"target <= {TARGET_CALLS_PER_INSTANCE}   {verdict(per_instance <= TARGET_CALLS_PER_INSTANCE)}")
+    for operation, count in sorted(calls.items(), key=lambda item: (-item[1], item[0])):
+        print(f"  {operation:<40} {count:>6}  {count / instances:.3f} per instance")
+    print(f"peak memory           {peak_mb:.1f} MB resident, summed over ansible-playbook and its {sampler.peak_processes} "
+          f"processes   target < {TARGET_PEAK_MB:g} MB   {verdict(peak_mb < TARGET_PEAK_MB)}")
+    pss_total = sum(entry[2] for entry in sampler.peak_breakdown.values())
+    print(f"  at that peak: {pss_total / 1e6:.1f} MB proportional (PSS: shared pages counted once)")
+    for kind, (count, rss, pss) in sorted(sampler.peak_breakdown.items(), key=lambda item: -item[1][1]):
+        print(f"  {kind:<44} {count:>3} process(es)  {rss / 1e6:>7.1f} MB resident  {pss / 1e6:>7.1f} MB PSS")
+    if not subreaper:
+        print("                      (async jobs detach from ansible-playbook and could not be counted: no prctl)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE,
+                        help=f"simulated seconds per real second during the deploy (default {DEFAULT_TIME_SCALE:g})")
+    args = parser.parse_args()
+    url = os.environ.get("LAB_ENDPOINT_URL")
+    if not url:
+        print("bench: LAB_ENDPOINT_URL is not set; run it through scripts/with-lab.sh scale -- (make bench)", file=sys.stderr)
+        return 2
+    facts = scenario_facts(SCENARIO_FILE)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    summary_path = OUT_DIR / "summary.json"
+    if summary_path.exists():
+        summary_path.unlink()
+    subreaper = become_subreaper()
+    try:
+        if control(url, "scenario")["name"] != "scale":
+            raise BenchError("the lab does not run the scale scenario")
+        print("bench: creating the install documents (setup_accounts.yml)", file=sys.stderr)
+        run_setup(OUT_DIR / "setup.log")
+        control(url, "clock", {"time_scale": args.time_scale})
+        before = operation_counts(control(url, "stats"))
+        sim_origin = control(url, "clock")["elapsed_seconds"]
+        load_before = os.getloadavg()[0]
+        print(f"bench: running deploy_agents.yml at time scale {args.time_scale:g} (log: {OUT_DIR.relative_to(ROOT)}/deploy.log)",
+              file=sys.stderr)
+        status, wall, sampler = run_deploy(OUT_DIR / "deploy.log", summary_path)
+        load_after = os.getloadavg()[0]
+        after = operation_counts(control(url, "stats"))
+        timeline = control(url, "invocations")
+        if status != 0:
+            raise BenchError(f"deploy_agents.yml failed (exit {status}); see {OUT_DIR.relative_to(ROOT)}/deploy.log")
+        if not summary_path.exists():
+            raise BenchError("deploy_agents.yml wrote no summary")
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (BenchError, OSError) as error:
+        print(f"bench: invalid run: {error}", file=sys.stderr)
+        return 1
+    calls = {op: after[op] - before.get(op, 0) for op in after if after[op] - before.get(op, 0)}
+    waves = wave_timeline(timeline, facts["group_waves"], sim_origin, args.time_scale)
+    if not waves:
+        print("bench: invalid run: the lab saw no install commands", file=sys.stderr)
+        return 1
+    print_report(facts, args.time_scale, summary, wall, waves, calls, sampler,
+                 (round(load_before, 2), round(load_after, 2)), subreaper)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
