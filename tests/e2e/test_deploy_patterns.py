@@ -17,7 +17,7 @@ DEFAULT_TAG_FILTERS = [{"Name": "tag:dr:enabled", "Values": ["true"]}, {"Name": 
 RETAIL, ANALYTICS, HR, LEGACY = "222222222222", "555555555555", "777777777777", "888888888888"
 STAGING, STAGING_SECONDARY = "333333333333", "666666666666"
 MULTI_SOURCES = {RETAIL: STAGING, ANALYTICS: STAGING, HR: STAGING_SECONDARY, LEGACY: STAGING_SECONDARY}
-REGIONS = ["us-east-1", "us-west-2"]
+REGIONS = ("us-east-1", "us-west-2")
 
 
 def _role(account_id, name="DRSOrchestrationSourceRole"):
@@ -97,7 +97,7 @@ def multi_lab(lab_factory):
         "drs_account_setup_external_id": EXTERNAL_ID,
         "drs_account_setup_deploy_roles": False,
         "drs_account_setup_accounts": [
-            {"account_id": source, "role": "source", "regions": REGIONS, "assume_role_arn": _role(source),
+            {"account_id": source, "role": "source", "regions": list(REGIONS), "assume_role_arn": _role(source),
              "external_id": EXTERNAL_ID}
             for source in MULTI_SOURCES
         ],
@@ -130,7 +130,7 @@ def multi_run(multi_lab, tmp_path_factory):
         multi_lab, tmp_path_factory.mktemp("multi"),
         drs_agent_deploy_external_id=EXTERNAL_ID,
         drs_agent_deploy_accounts=[
-            {"account_id": source, "role_arn": _role(source), "regions": REGIONS, "staging_account_id": staging}
+            {"account_id": source, "role_arn": _role(source), "regions": list(REGIONS), "staging_account_id": staging}
             for source, staging in MULTI_SOURCES.items()
         ],
         drs_agent_deploy_staging_accounts=[
@@ -203,7 +203,7 @@ def test_a_wrong_external_id_leaves_the_account_out_and_fails_the_run(multi_lab,
     sent_before = _send_commands(multi_lab)
     run, summary = _deploy(
         multi_lab, tmp_path, drs_agent_deploy_external_id="not-the-agreed-id",
-        drs_agent_deploy_accounts=[{"account_id": RETAIL, "role_arn": _role(RETAIL), "regions": REGIONS,
+        drs_agent_deploy_accounts=[{"account_id": RETAIL, "role_arn": _role(RETAIL), "regions": list(REGIONS),
                                     "staging_account_id": STAGING}],
         drs_agent_deploy_staging_accounts=[{"account_id": STAGING,
                                             "role_arn": _role(STAGING, "DRSOrchestrationStagingRole")}],

@@ -74,8 +74,8 @@ def test_skipped_instances_do_not_count_in_the_failure_rate():
 
 
 def job(account, region, instance_ids, result):
-    return {"name": f"{account['account_id']}/{region}", "item": {"account_id": account["account_id"], "region": region,
-                                                                "instance_ids": instance_ids}, "result": result}
+    item = {"account_id": account["account_id"], "region": region, "instance_ids": instance_ids}
+    return {"name": f"{account['account_id']}/{region}", "item": item, "result": result}
 
 
 def test_an_install_task_that_failed_without_results_fails_each_of_its_instances():
