@@ -57,8 +57,17 @@ $(VENV_STAMP): $(REQUIREMENTS) constraints.txt
 test: lint sanity build
 	$(MAKE) --no-print-directory pytest
 
-pytest: $(VENV_STAMP)
+pytest: $(VENV_STAMP) browser
 	$(VENV_BIN)/python -m pytest tests
+
+# Headless Chromium (Debian's package) for the HTML report's browser test; installed only when no
+# chromium binary is found, refreshing the package lists first when they are missing or stale.
+.PHONY: browser
+browser:
+	if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
+	fi
 
 lint: $(VENV_STAMP)
 	$(VENV_BIN)/ansible-lint

@@ -1,0 +1,38 @@
+# -*- coding: utf-8 -*-
+
+# Copyright: Contributors to the drs_orchestration.agent_deployer collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Filters of the drs_report role: time range, report data, colour bands and exports."""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.report import (
+    deployments_export,
+    failures_csv,
+    flatten_failures,
+    percent,
+    report_data,
+    success_band,
+    time_range,
+)
+
+
+def _time_range(since=None, until=None, now=None, window_hours=24):
+    try:
+        return time_range(since, until, now, window_hours)
+    except ValueError as error:
+        raise AnsibleFilterError(str(error)) from None
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "drs_report_time_range": _time_range,
+            "drs_report_data": report_data,
+            "drs_report_failures": flatten_failures,
+            "drs_report_failures_csv": failures_csv,
+            "drs_report_deployments_export": deployments_export,
+            "drs_report_percent": percent,
+            "drs_success_band": success_band,
+        }
