@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # The demo rehearsal against a running lab (run it through scripts/with-lab.sh demo -- ...):
-# show the inventory by wave, create the collection's install document in the source account,
-# deploy the agents wave by wave, and print the summary.
+# show the inventory by wave, create the collection's install document in the source account and
+# the history table in the orchestration account, deploy the agents wave by wave (the run is
+# recorded in the history), print the summary, and write the report of the last 24 hours.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 bin=${VENV_BIN:-.venv/bin}
 summary=out/demo/summary.json
+report_dir=out/demo
 
 echo "== Instances by wave, as the amazon.aws.aws_ec2 inventory sees them"
 "$bin/ansible-inventory" -i inventories/lab/ --graph
 echo "== Create the install document in the source account"
 "$bin/ansible-playbook" playbooks/setup_accounts.yml -e @playbooks/vars/lab_demo_setup.yml
+echo "== Create the deployment history table in the orchestration account"
+"$bin/ansible-playbook" playbooks/setup_history.yml
 echo "== Deploy the agents wave by wave"
 rm -f "$summary"
 "$bin/ansible-playbook" -i inventories/lab/ playbooks/deploy_agents.yml -e @playbooks/vars/lab_demo_deploy.yml \
     -e drs_agent_deploy_summary_file="$summary"
-echo "== Summary written to $summary"
+echo "== Report of the last 24 hours"
+"$bin/ansible-playbook" playbooks/report.yml -e drs_report_output_dir="$report_dir"
+echo "== Report: $root/$report_dir/report.html (with deployments.json and failures.csv); summary: $summary"
 "$bin/python" - "$summary" <<'PY'
 import json
 import sys

@@ -8,6 +8,7 @@
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.deployment import (
     assume_failures,
     build_plan,
+    history_results,
     outcome_lines,
     plan_lines,
     summarize,
@@ -26,4 +27,5 @@ class FilterModule:
             "drs_outcome_lines": outcome_lines,
             "drs_deployment_summary": summarize,
             "drs_summary_lines": summary_lines,
+            "drs_history_results": history_results,
         }

@@ -271,3 +271,21 @@ def _figures(counts):
         "success_rate": round(succeeded / attempted, 4) if attempted else None,
         "by_status": {status: counts.get(status, 0) for status in RESULT_STATUSES},
     }
+
+def history_results(plan, outcomes):
+    """Every instance result of the deployment, with its account, region, wave and, from the plan, its
+    name and priority: what drs_history_record records."""
+    planned = {
+        instance["instance_id"]: instance
+        for wave in plan["waves"] for target in wave["targets"] for instance in target["instances"]
+    }
+    results = []
+    for outcome in outcomes:
+        for target in outcome["targets"]:
+            for result in target["results"]:
+                instance = planned.get(result["instance_id"], {})
+                results.append(dict(
+                    result, account_id=target["account_id"], region=target["region"], wave=outcome["wave"],
+                    name=instance.get("name"), priority=instance.get("priority"),
+                ))
+    return results

@@ -5,8 +5,10 @@ import json
 import subprocess
 
 import pytest
+from boto3.dynamodb.types import TypeDeserializer
 
 from tests.e2e.conftest import ANSIBLE_BIN, collection_environment
+from tests.e2e.test_report import _Dom, _open
 from tests.lab_fixture import REPO_ROOT
 
 SOURCE = "222222222222"
@@ -15,6 +17,7 @@ REGIONS = ("us-east-1", "us-west-2")
 STAGING_ROLE = "arn:aws:iam::333333333333:role/DRSOrchestrationStagingRole"
 SOURCE_ROLE = "arn:aws:iam::222222222222:role/DRSOrchestrationSourceRole"
 EXTERNAL_ID = "lab-demo-external-id"
+HISTORY_TABLE = "drs-deployment-history"
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +31,7 @@ def fresh_lab(lab):
     # simulated installs of minutes take a fraction of a real second
     lab.control("clock", {"time_scale": 600})
     _ansible(lab, "playbooks/setup_accounts.yml", "-e", "@playbooks/vars/lab_demo_setup.yml")
+    _ansible(lab, "playbooks/setup_history.yml")
     return lab
 
 
@@ -53,6 +57,7 @@ def _deploy(lab, tmp_path, *args, verbosity=(), expect_success=True):
     completed = _ansible(
         lab, "playbooks/deploy_agents.yml", "-i", "inventories/lab/", "-e", "@playbooks/vars/lab_demo_deploy.yml",
         "-e", f"drs_agent_deploy_summary_file={summary}", "-e", "drs_agent_deploy_ssm_online_timeout=2",
+        "-e", f"drs_agent_deploy_history_spool_dir={tmp_path / 'spool'}",
         *args, verbosity=verbosity, expect_success=expect_success,
     )
     return completed, (json.loads(summary.read_text()) if summary.exists() else None)
@@ -99,6 +104,14 @@ def _registered_in_staging(lab):
     return registered
 
 
+def _history(lab):
+    """The deployment history items in the operator's account, newest first."""
+    pages = lab.client("dynamodb").get_paginator("scan").paginate(TableName=HISTORY_TABLE)
+    items = [{key: TypeDeserializer().deserialize(value) for key, value in item.items()}
+             for page in pages for item in page["Items"]]
+    return sorted(items, key=lambda item: item["timestamp"], reverse=True)
+
+
 def test_waves_run_in_order_and_the_summary_matches_the_lab(fresh_lab, tmp_path):
     before = _registered_in_staging(fresh_lab)
     completed, summary = _deploy(fresh_lab, tmp_path)
@@ -119,6 +132,14 @@ def test_waves_run_in_order_and_the_summary_matches_the_lab(fresh_lab, tmp_path)
     # the operator saw progress while each wave ran, and each failure with its category
     assert all(f"wave {wave}: " in completed.stdout for wave in set(waves.values()))
     assert "failed [" in completed.stdout
+    # the run is recorded: one item for the source account, with the summary's figures and each failure
+    [item] = _history(fresh_lab)
+    assert (item["source_account_id"], item["deployment_pattern"], item["status"]) == (SOURCE, "cross-account", "partial")
+    for figure in ("attempted", "installed", "already_registered", "failed", "skipped"):
+        assert item[figure] == summary["totals"][figure]
+    assert len(item["failed_instances"]) == summary["totals"]["failed"]
+    assert all(failed["error_category"] and failed["remediation"] and failed["wave"] in waves.values()
+               for failed in item["failed_instances"])
 
 
 def test_a_second_run_changes_nothing(fresh_lab, tmp_path):
@@ -168,6 +189,9 @@ def test_the_wave_gate_stops_the_rollout_after_a_failing_wave(fresh_lab, tmp_pat
     waves = _source_instances(fresh_lab)
     assert {waves[instance] for _at, instances in _commands(fresh_lab) for instance in instances} == {first_wave}
     assert f"The rollout stopped after wave {first_wave}" in completed.stdout
+    # a stopped rollout is recorded all the same
+    [item] = _history(fresh_lab)
+    assert item["stopped_after_wave"] == first_wave and item["status"] == "partial"
 
 
 def test_no_secret_reaches_verbose_output(fresh_lab, tmp_path):
@@ -179,3 +203,21 @@ def test_no_secret_reaches_verbose_output(fresh_lab, tmp_path):
         assert session["secret_access_key"] not in output
         assert session["session_token"] not in output
     assert "lab-operator-secret" not in output
+
+
+def test_the_report_of_the_demo_run_opens_in_a_browser_with_the_right_colours(fresh_lab, tmp_path):
+    _completed, summary = _deploy(fresh_lab, tmp_path)
+    report_dir = tmp_path / "report"
+    _ansible(fresh_lab, "playbooks/report.yml", "-e", f"drs_report_output_dir={report_dir}")
+
+    dom_text, console = _open(report_dir / "report.html", tmp_path, "--dump-dom")
+    _open(report_dir / "report.html", tmp_path, f"--screenshot={report_dir / 'report.png'}", "--window-size=1280,2000")
+
+    assert console == []
+    assert (report_dir / "report.png").stat().st_size > 0
+    [cell] = [attrs for attrs in _Dom(dom_text).with_class("account-cell") if attrs.get("data-account-id") == SOURCE]
+    totals = summary["totals"]
+    rate = (totals["installed"] + totals["already_registered"]) / totals["attempted"]
+    expected = "green" if rate >= 0.95 else "yellow" if rate >= 0.80 else "red"
+    assert f"status-{expected}" in cell["class"].split()
+    assert float(cell["data-success-rate"]) == pytest.approx(rate, abs=1e-6)

@@ -10,6 +10,7 @@ from tests.e2e.conftest import run_playbook
 
 DEPLOY = "playbooks/deploy_agents.yml"
 SETUP = "playbooks/setup_accounts.yml"
+HISTORY_SETUP = "playbooks/setup_history.yml"
 EXTERNAL_ID = "lab-demo-external-id"
 DEFAULT_TAG_FILTERS = [{"Name": "tag:dr:enabled", "Values": ["true"]}, {"Name": "tag:dr:recovery-strategy", "Values": ["drs"]}]
 
@@ -34,6 +35,7 @@ def _deploy(lab, tmp_path, **variables):
         "drs_agent_deploy_poll_interval": 2,
         "drs_agent_deploy_registration_timeout": 60,
         "drs_agent_deploy_max_failure_rate": 1,
+        "drs_agent_deploy_history_spool_dir": str(tmp_path / "spool"),
     }
     settings.update(variables)
     # the default stdout callback: what an operator reads
@@ -83,6 +85,7 @@ def _registered(lab, credentials, regions=REGIONS):
 def single_lab(lab_factory):
     lab = lab_factory("single-account")
     lab.control("clock", {"time_scale": 600})
+    assert run_playbook(lab, HISTORY_SETUP).returncode == 0
     return lab
 
 
@@ -103,6 +106,7 @@ def multi_lab(lab_factory):
         ],
     })
     assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-2000:]
+    assert run_playbook(lab, HISTORY_SETUP).returncode == 0
     return lab
 
 
@@ -214,6 +218,13 @@ def test_a_wrong_external_id_leaves_the_account_out_and_fails_the_run(multi_lab,
     assert {entry["account_id"] for entry in summary["unreachable"]} == {RETAIL, STAGING}
     assert summary["totals"]["attempted"] == 0
     assert _send_commands(multi_lab) == sent_before
+    # the run that reached nothing is recorded as failed for the account, with the reason
+    history = multi_lab.client("dynamodb").query(
+        TableName="drs-deployment-history", IndexName="AccountIndex", ScanIndexForward=False, Limit=1,
+        KeyConditionExpression="source_account_id = :account", ExpressionAttributeValues={":account": {"S": RETAIL}},
+    )["Items"][0]
+    assert history["status"]["S"] == "failed" and history["attempted"]["N"] == "0"
+    assert "AccessDenied" in json.dumps(history["unreachable"])
 
 
 @pytest.mark.parametrize("variables, message", [
