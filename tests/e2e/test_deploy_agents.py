@@ -221,3 +221,24 @@ def test_the_report_of_the_demo_run_opens_in_a_browser_with_the_right_colours(fr
     expected = "green" if rate >= 0.95 else "yellow" if rate >= 0.80 else "red"
     assert f"status-{expected}" in cell["class"].split()
     assert float(cell["data-success-rate"]) == pytest.approx(rate, abs=1e-6)
+
+
+def test_a_deployment_recorded_while_dynamodb_is_down_is_written_once_by_the_next_run(fresh_lab, tmp_path):
+    fresh_lab.control("faults", {"unavailable": ["dynamodb"]})
+    try:
+        completed, _first = _deploy(fresh_lab, tmp_path, "--limit", "wave_3")
+    finally:
+        fresh_lab.control("faults", {"clear": True})
+    spooled = list((tmp_path / "spool").iterdir())
+    assert completed.returncode == 0
+    assert "kept in the spool until the table can be written" in completed.stdout
+    assert len(spooled) == 1 and _history(fresh_lab) == []
+
+    _deploy(fresh_lab, tmp_path, "--limit", "wave_3")
+    _deploy(fresh_lab, tmp_path, "--limit", "wave_3")
+
+    items = _history(fresh_lab)
+    assert len(items) == 3 and len({item["deployment_id"] for item in items}) == 3
+    assert list((tmp_path / "spool").iterdir()) == []
+    # the spooled run is the oldest, with what it installed
+    assert items[-1]["installed"] > 0 and items[0]["installed"] == 0
