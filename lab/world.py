@@ -17,8 +17,9 @@ from moto.moto_api._internal import mock_random
 
 from lab.clock import SimulatedClock
 from lab.faults import FaultPlan
-# imported for its CloudFormation resource type, which moto finds among CloudFormationModel's subclasses
+# imported for what they add to moto's CloudFormation: the alarm resource type, and tables' TTL and backups
 from lab.models import cloudwatch  # noqa: F401  pylint: disable=unused-import
+from lab.models import dynamodb  # noqa: F401  pylint: disable=unused-import
 from lab.models.drs import DrsService
 from lab.models.ssm import SsmService
 from lab.models.sts import IdentityStore, trust_policy

@@ -93,11 +93,10 @@ def test_the_role_deploys_the_table_and_a_second_run_changes_nothing(lab, table_
     assert {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["TableName"] == TABLE
     exports = {export["Name"]: export["Value"] for export in cloudformation.list_exports()["Exports"]}
     assert exports["drs-history-table-TableName"] == TABLE
-    # The lab's CloudFormation (moto) does not apply these two properties; the template must carry them.
-    template = cloudformation.get_template(StackName="drs-history-table")["TemplateBody"]
-    template = template if isinstance(template, str) else str(template)
-    assert "TimeToLiveSpecification" in template and "AttributeName: ttl" in template
-    assert "PointInTimeRecoveryEnabled" in template
+    ttl = table.describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "ttl")
+    backups = table.describe_continuous_backups(TableName=TABLE)["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
 
 
 def test_successful_partial_and_failed_deployments_are_recorded(lab, table):
