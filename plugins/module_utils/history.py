@@ -527,8 +527,8 @@ def metric_data(items):
                       {"Name": "DeploymentPattern", "Value": item["deployment_pattern"]}]
         data.extend(_metrics(item, dimensions))
     if items:
-        totals = {name: sum(item[name] for item in items) for name in ("attempted", "installed", "already_registered",
-                                                                        "failed", "skipped")}
+        counted = ("attempted", "installed", "already_registered", "failed", "skipped")
+        totals = {name: sum(item[name] for item in items) for name in counted}
         succeeded = totals["installed"] + totals["already_registered"]
         totals.update(
             success_rate=succeeded / totals["attempted"] if totals["attempted"] else None,

@@ -272,6 +272,7 @@ def _figures(counts):
         "by_status": {status: counts.get(status, 0) for status in RESULT_STATUSES},
     }
 
+
 def history_results(plan, outcomes):
     """Every instance result of the deployment, with its account, region, wave and, from the plan, its
     name and priority: what drs_history_record records."""

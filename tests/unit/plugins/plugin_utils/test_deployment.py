@@ -109,10 +109,11 @@ def test_the_summary_adds_up_per_wave_and_per_account():
     assert summary["accounts"]["777777777777"]["attempted"] == 2
     assert summary["waves"][1]["accounts"]["777777777777"]["skipped"] == 1
 
+
 def test_history_results_carry_account_region_wave_name_and_priority():
     plan = build_plan([discovered(HR, "us-east-1", ("i-1", 1, "critical"), ("i-2", 2, "low"))], [HR])
-    first = wave_outcome([job(HR, "us-east-1", ["i-1"], {"results": [{"instance_id": "i-1", "status": "failed",
-                                                                         "error_category": "network"}]})], 1, 5)
+    failed = {"instance_id": "i-1", "status": "failed", "error_category": "network"}
+    first = wave_outcome([job(HR, "us-east-1", ["i-1"], {"results": [failed]})], 1, 5)
     second = wave_outcome([job(HR, "us-east-1", ["i-2"], {"results": [{"instance_id": "i-2", "status": "installed"}]})], 2, 5)
 
     results = history_results(plan, [first, second])
@@ -123,4 +124,3 @@ def test_history_results_carry_account_region_wave_name_and_priority():
         {"instance_id": "i-2", "status": "installed", "account_id": "777777777777", "region": "us-east-1", "wave": 2,
          "name": "i-2", "priority": "low"},
     ]
-
