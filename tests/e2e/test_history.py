@@ -270,8 +270,8 @@ def test_queries_page_through_the_right_items_with_index_queries_only(lab, histo
         assert len(pages) > 1
     assert all(page["count"] == len(page["deployments"]) <= 2 for page in pages)
     assert calls_after.get("Scan", 0) == calls_before.get("Scan", 0) == 0
-    assert calls_after.get("Query", 0) > calls_before.get("Query", 0)
-    assert set(calls_after) - {"Query", "PutItem", "DescribeTable"} == set()
+    # the queries made DynamoDB calls of one kind only
+    assert {operation for operation, count in calls_after.items() if count > calls_before.get(operation, 0)} == {"Query"}
     failures = [f for page in pages for f in page["failed_instances"]]
     assert {f["deployment_id"] for f in failures} == {d for d in expected if history[d]["failed"]}
     for failure in failures:
