@@ -8,7 +8,9 @@
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.deployment import (
     assume_failures,
     build_plan,
+    discover_targets,
     history_results,
+    install_targets,
     outcome_lines,
     plan_lines,
     summarize,
@@ -22,6 +24,8 @@ class FilterModule:
         return {
             "drs_assume_failures": assume_failures,
             "drs_deployment_plan": build_plan,
+            "drs_discover_targets": discover_targets,
+            "drs_install_targets": install_targets,
             "drs_plan_lines": plan_lines,
             "drs_wave_outcome": wave_outcome,
             "drs_outcome_lines": outcome_lines,

@@ -11,7 +11,17 @@ List calls are paged with ``pages()``: a throttled page is retried on its own, n
 starting the listing again from the first page.
 """
 
+import threading
+
+try:
+    import boto3
+    import botocore.config
+except ImportError:
+    pass  # AnsibleAWSModule reports a missing boto3
+
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import get_aws_connection_info
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+from ansible_collections.amazon.aws.plugins.module_utils.retries import RetryingBotoClientWrapper
 
 # The throttling errors of the services this collection calls; AWSRetry already knows some of them.
 THROTTLING_ERROR_CODES = ["ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"]
@@ -41,3 +51,42 @@ def pages(call, request_token="NextToken", response_token=None, **params):
         if not token:
             return
         params = dict(params, **{request_token: token})
+
+
+class ClientFactory:
+    """Clients for several accounts and regions in one module run, for threads that each follow one.
+
+    ``module.client()`` opens a boto3 Session per client, and each Session loads its own service
+    models (about 5 MB per SSM client); a module that follows a dozen account-regions would hold a
+    dozen copies. Here every client comes from one Session, made under a lock because Sessions are not
+    thread-safe, while the clients it returns are, so each thread uses its own clients freely.
+    Connection settings (endpoint, profile, certificate checks, botocore config) are the module's;
+    ``region`` and ``credentials`` override the module's region and keys per client.
+    """
+
+    def __init__(self, module):
+        self.module = module
+        self.region, self.endpoint, params = get_aws_connection_info(module)
+        params = dict(params)
+        profile = params.pop("profile_name", None)
+        config = botocore.config.Config(user_agent_extra="drs_orchestration.agent_deployer")
+        extra_config = params.pop("aws_config", None)
+        self.config = config.merge(extra_config) if extra_config is not None else config
+        self.params = params
+        self.lock = threading.Lock()
+        with self.lock:
+            self.session = boto3.session.Session(profile_name=profile)
+
+    def client(self, service, region=None, credentials=None):
+        """A retrying client (``aws_retry=True`` per call, as ``module.client(..., retry_decorator=RETRY)``).
+
+        ``credentials``: a dict with ``access_key``, ``secret_key`` and optionally ``session_token``.
+        """
+        params = dict(self.params)
+        if credentials and credentials.get("access_key"):
+            params.update(aws_access_key_id=credentials["access_key"], aws_secret_access_key=credentials["secret_key"],
+                          aws_session_token=credentials.get("session_token") or None)
+        with self.lock:
+            client = self.session.client(service, region_name=region or self.region, endpoint_url=self.endpoint,
+                                         config=self.config, **params)
+        return RetryingBotoClientWrapper(client, RETRY)

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 import time
 
 try:
@@ -23,7 +24,7 @@ except ImportError:
     pass  # AnsibleAWSModule reports a missing botocore
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import failures
-from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import RETRY, pages
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import pages
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.source_servers import (
     is_stale,
     list_source_servers,
@@ -36,6 +37,7 @@ PLUGIN_BY_PLATFORM = {"Linux": "InstallLinuxAgent", "Windows": "InstallWindowsAg
 SEND_BATCH_SIZE = 50  # SendCommand takes at most 50 InstanceIds
 DESCRIBE_CHUNK_SIZE = 50  # one DescribeInstanceInformation page (MaxResults 50) per chunk
 TAIL_LINES = 20
+TAIL_INSTANCES = 2  # invocations still running when the end of a run is near enough to look more often
 COMMAND_COMMENT = "DRS agent install (drs_orchestration.agent_deployer)"
 
 INSTALLED = "installed"
@@ -227,34 +229,146 @@ def tail(text, lines=TAIL_LINES):
 
 # --- connections -------------------------------------------------------------------------------
 
-def connect(module, settings):
-    """The SSM client (module credentials), the DRS client for the account agents register in,
-    and that account's id. Cross-account needs credentials in the staging account, checked here so
-    that wrong ones fail before anything is sent rather than as unconfirmed registrations."""
-    ssm = module.client("ssm", retry_decorator=RETRY)
+class TargetError(Exception):
+    """One target cannot be installed as given (its credentials or document); nothing was sent to it."""
+
+
+def connect(factory, settings):
+    """(SSM client, DRS client of the account agents register in, that account's id, cross-account)
+    for one target. Cross-account needs credentials in the staging account, checked here so that
+    wrong ones fail before anything is sent rather than as unconfirmed registrations.
+
+    ``settings["account_id"]``, when given, is the account of the target's credentials (known from
+    the role that was assumed): it spares the GetCallerIdentity that would otherwise find it.
+    """
+    credentials = {name: settings.get(name) for name in ("access_key", "secret_key", "session_token")}
+    ssm = factory.client("ssm", region=settings.get("region"), credentials=credentials)
     staging = settings["staging_account_id"]
     if staging is None:
-        return ssm, module.client("drs", region=settings["drs_region"], retry_decorator=RETRY), None, False
-    own_account = module.client("sts", retry_decorator=RETRY).get_caller_identity(aws_retry=True)["Account"]
+        return ssm, factory.client("drs", region=settings["drs_region"], credentials=credentials), None, False
+    own_account = settings.get("account_id") or factory.client(
+        "sts", region=settings.get("region"), credentials=credentials).get_caller_identity(aws_retry=True)["Account"]
     if staging == own_account:
-        return ssm, module.client("drs", region=settings["drs_region"], retry_decorator=RETRY), staging, False
+        return ssm, factory.client("drs", region=settings["drs_region"], credentials=credentials), staging, False
     if not settings["staging_access_key"]:
-        module.fail_json(
-            msg=f"staging_account_id {staging} is not the account of the module's credentials ({own_account}): give "
-                "staging_access_key, staging_secret_key (and staging_session_token) for a role in the staging account "
-                "so that registrations can be confirmed in its DRS")
-    staging_keys = {
-        "aws_access_key_id": settings["staging_access_key"],
-        "aws_secret_access_key": settings["staging_secret_key"],
-        "aws_session_token": settings["staging_session_token"],
-    }
-    staging_sts = module.client("sts", retry_decorator=RETRY, **staging_keys)
+        raise TargetError(
+            f"staging_account_id {staging} is not the account of the module's credentials ({own_account}): give "
+            "staging_access_key, staging_secret_key (and staging_session_token) for a role in the staging account "
+            "so that registrations can be confirmed in its DRS")
+    staging_keys = {"access_key": settings["staging_access_key"], "secret_key": settings["staging_secret_key"],
+                    "session_token": settings["staging_session_token"]}
+    staging_sts = factory.client("sts", region=settings.get("region"), credentials=staging_keys)
     staging_account = staging_sts.get_caller_identity(aws_retry=True)["Account"]
     if staging_account != staging:
-        module.fail_json(msg=f"the staging credentials belong to account {staging_account}, not to staging_account_id "
-                             f"{staging}: give credentials for a role in {staging}")
-    drs = module.client("drs", region=settings["drs_region"], retry_decorator=RETRY, **staging_keys)
+        raise TargetError(f"the staging credentials belong to account {staging_account}, not to staging_account_id "
+                          f"{staging}: give credentials for a role in {staging}")
+    drs = factory.client("drs", region=settings["drs_region"], credentials=staging_keys)
     return ssm, drs, staging, True
+
+
+def choose_document(settings, staging_account, cross_account):
+    """The install document: the option, or the default for same- or cross-account installs."""
+    if settings["document_name"] is None:
+        return CROSS_ACCOUNT_DOCUMENT if cross_account else SAME_ACCOUNT_DOCUMENT
+    if cross_account and settings["document_name"] == SAME_ACCOUNT_DOCUMENT:
+        raise TargetError(f"{SAME_ACCOUNT_DOCUMENT} has no AccountId parameter and cannot register agents in staging "
+                          f"account {staging_account}: leave document_name out to use {CROSS_ACCOUNT_DOCUMENT}")
+    return settings["document_name"]
+
+
+AWS_ERROR_MESSAGE = ("DRS agent install stopped on an AWS error: check the credentials' permissions (SSM "
+                     "describe/send/list/get in the source account, DRS describe in the staging account)")
+
+
+class TargetOutcome:
+    """How one target's install ended: its report, or why it stopped (message, AWS error, partial result)."""
+
+    def __init__(self, settings, report=None, message=None, error=None, partial=None):
+        self.settings = settings
+        self.report = report
+        self.message = message
+        self.error = error
+        self.partial = partial or {}
+
+    @property
+    def failed(self):
+        return self.message is not None
+
+    def as_result(self, name):
+        """The target's entry of the module's ``targets`` return value (no credentials)."""
+        result = {"name": name, "region": self.settings.get("region"), "instance_ids": self.settings["instance_ids"]}
+        if self.failed:
+            result.update(self.partial)
+            result.setdefault("results", [])
+            result.update(failed=True, msg=self.message)
+            if self.error is not None:
+                result["msg"] = f"{self.message}: {self.error}"
+            for key, value in summarize(result["results"]).items():
+                result.setdefault(key, value)
+            result.setdefault("commands", [])
+            result.setdefault("changed", bool(result["commands"]))
+            result.setdefault("plan", None)
+        else:
+            result.update(self.report, failed=False)
+        return result
+
+
+def install_target(factory, settings, check_mode, clock=time.monotonic, sleep=time.sleep):
+    """Plan, send, follow and confirm the installs of one target (one account and region); never raises
+    for the target's own problems, so that the other targets of the run go on."""
+    try:
+        ssm, drs, staging_account, cross_account = connect(factory, settings)
+        settings = dict(settings, document_name=choose_document(settings, staging_account, cross_account))
+        report = AgentInstall(ssm, drs, settings, cross_account, clock=clock, sleep=sleep).run(check_mode)
+    except TargetError as error:
+        return TargetOutcome(settings, message=str(error))
+    except InstallRefused as refused:
+        return TargetOutcome(settings, message=refused.message, error=refused.error, partial=refused.result)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+        return TargetOutcome(settings, message=AWS_ERROR_MESSAGE, error=error)
+    if report["failure_rate"] > settings["max_failure_rate"]:
+        unsuccessful = sum(report["counts"][status] for status in UNSUCCESSFUL)
+        message = (f"{unsuccessful} of {report['attempted']} attempted instances did not install (failure rate "
+                   f"{report['failure_rate']} > max_failure_rate {settings['max_failure_rate']}); top causes: "
+                   f"{top_categories(report['results'])}. See results[].remediation.")
+        return TargetOutcome(settings, message=message, partial=report)
+    return TargetOutcome(settings, report=report)
+
+
+def install_targets(factory, targets, check_mode):
+    """Every target at once, each followed in its own thread with its own clients; the outcomes in the
+    order of ``targets``. One target is simply followed in the calling thread."""
+    if len(targets) == 1:
+        return [install_target(factory, targets[0], check_mode)]
+    outcomes = [None] * len(targets)
+
+    def follow(index):
+        try:
+            outcomes[index] = install_target(factory, targets[index], check_mode)
+        except Exception as error:  # pylint: disable=broad-except
+            # a bug must not leave the other targets without an answer
+            outcomes[index] = TargetOutcome(targets[index], message="the install of this target stopped unexpectedly",
+                                            error=f"{type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=follow, args=(index,), name=f"drs-install-{index}", daemon=True)
+               for index in range(len(targets))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def merge_reports(results):
+    """The run's totals over the targets' results: every instance result, counts, rates, commands, plans."""
+    every = [entry for result in results for entry in result.get("results") or []]
+    merged = {"results": every, "commands": [command for result in results for command in result.get("commands") or []]}
+    merged["changed"] = bool(merged["commands"])
+    plans = [result.get("plan") for result in results if result.get("plan")]
+    merged["plan"] = {key: [entry for plan in plans for entry in plan[key]]
+                      for key in ("would_install", "would_reinstall", "would_skip")}
+    merged.update(summarize(every))
+    return merged
 
 
 # --- the engine --------------------------------------------------------------------------------
@@ -331,12 +445,24 @@ class AgentInstall:
                 self._time_out()
                 self._write_progress()
                 return
-            self.sleep(min(self.settings["poll_interval"], max(deadline - now, 0)))
+            self.sleep(min(self._next_interval(), max(deadline - now, 0)))
             if self.waiting_for_ssm:
                 self._recheck_ssm()
             self._poll_invocations()
             self._fetch_outputs()
             self._confirm_registrations()
+
+    def _next_interval(self):
+        """The poll interval, shortened at the end of the run: when at most TAIL_INSTANCES invocations are
+        still running in SSM, or only registrations are left to confirm, the end is near and a short
+        look (a third of the interval, at least a second) notices it sooner for a call or two more."""
+        interval = self.settings["poll_interval"]
+        if self.waiting_for_ssm:
+            return interval
+        in_flight = sum(len(still_open) for still_open in self.open_invocations.values()) + len(self.output_to_fetch)
+        if in_flight <= TAIL_INSTANCES:
+            return min(interval, max(1.0, interval / 3))
+        return interval
 
     # --- SSM readiness ---
 

@@ -24,6 +24,10 @@ description:
     collection's own document C(DRSOrchestration-InstallDRAgentCrossAccount) is used, which the
     C(drs_account_setup) role creates; registrations are confirmed with the staging credentials.
   - In check mode, the module reads DRS and SSM once and returns the plan; nothing is sent.
+  - With O(targets), one run installs into several account-regions at once, each followed in its own thread;
+    the top-level return values then sum up all targets and RV(targets) holds each target's own.
+  - Near the end of a run (at most two invocations still running in SSM, or only registrations left to
+    confirm) it polls at a third of O(poll_interval), at least every second, to notice the end sooner.
   - "Progress: a task run with C(async) cannot print while it waits, so O(progress_file) receives a JSON document,
     replaced at every poll, with keys C(updated_at), C(elapsed_seconds), C(total), C(done), C(failed),
     C(in_flight), C(awaiting_registration), C(waiting_for_ssm) and C(counts) (per status)."
@@ -34,9 +38,77 @@ options:
     description:
       - The EC2 instances to install the agent on, in the module's account and region.
       - Duplicates are ignored.
+      - One of O(instance_ids) and O(targets) is required.
     type: list
     elements: str
-    required: true
+  targets:
+    description:
+      - Install into several account-regions at once, in one run of the module, for example every
+        account-region of a deployment wave. Each target is planned, sent, followed and confirmed as a run with
+        O(instance_ids) would be, in its own thread with its own AWS clients, with the common options (document,
+        agent tags, timeouts, intervals, O(max_failure_rate)) and its own account, region and staging settings.
+      - A target that cannot be installed (credentials, document, AWS errors, failure rate) does not stop the
+        others; the task fails after all of them ended, and RV(targets) says how each one went.
+      - Mutually exclusive with O(instance_ids); the module's own options then apply to a single target.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description:
+          - The target's name in RV(targets) and messages, unique among the targets. Defaults to
+            C(<account_id>/<region>) (or the region).
+        type: str
+      instance_ids:
+        description:
+          - The EC2 instances to install the agent on, in the target's account and region.
+        type: list
+        elements: str
+        required: true
+      region:
+        description:
+          - The target's region. Defaults to the module's O(region).
+        type: str
+      account_id:
+        description:
+          - The account of the target's credentials, when known (for example from the role that was assumed).
+            It spares a C(sts:GetCallerIdentity) call to find it when O(targets[].staging_account_id) is given.
+        type: str
+      access_key:
+        description:
+          - Access key of the target's credentials. Defaults to the module's credentials.
+        type: str
+      secret_key:
+        description:
+          - Secret key that goes with O(targets[].access_key).
+        type: str
+      session_token:
+        description:
+          - Session token that goes with O(targets[].access_key), for temporary (assumed role) credentials.
+        type: str
+      drs_region:
+        description:
+          - The DRS region of the target's agents. Defaults to the target's region.
+        type: str
+      staging_account_id:
+        description:
+          - The account the target's agents register in, as O(staging_account_id).
+        type: str
+      staging_access_key:
+        description:
+          - Access key of credentials in O(targets[].staging_account_id), as O(staging_access_key).
+        type: str
+      staging_secret_key:
+        description:
+          - Secret key that goes with O(targets[].staging_access_key).
+        type: str
+      staging_session_token:
+        description:
+          - Session token that goes with O(targets[].staging_access_key).
+        type: str
+      progress_file:
+        description:
+          - The target's progress file, as O(progress_file).
+        type: path
   drs_region:
     description:
       - The region the agents replicate into (the DRS region). Defaults to the module's region.
@@ -163,6 +235,30 @@ EXAMPLES = r"""
   poll: 0
   register: install_job
 
+- name: Install in two account-regions at once, each with its own credentials, in one background job
+  drs_orchestration.agent_deployer.drs_ssm_install:
+    targets:
+      - name: 222222222222/us-east-1
+        instance_ids: "{{ east_instance_ids }}"
+        region: us-east-1
+        account_id: "222222222222"
+        access_key: "{{ source.sts_creds.access_key }}"
+        secret_key: "{{ source.sts_creds.secret_key }}"
+        session_token: "{{ source.sts_creds.session_token }}"
+        progress_file: /tmp/drs-install-east.json
+      - name: 222222222222/us-west-2
+        instance_ids: "{{ west_instance_ids }}"
+        region: us-west-2
+        account_id: "222222222222"
+        access_key: "{{ source.sts_creds.access_key }}"
+        secret_key: "{{ source.sts_creds.secret_key }}"
+        session_token: "{{ source.sts_creds.session_token }}"
+        progress_file: /tmp/drs-install-west.json
+    max_failure_rate: 1
+  async: 7200
+  poll: 0
+  register: wave_job
+
 - name: Show what would be installed and skipped
   drs_orchestration.agent_deployer.drs_ssm_install:
     instance_ids: "{{ wave_instance_ids }}"
@@ -172,7 +268,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 results:
-  description: One result per instance, in the order of O(instance_ids).
+  description: One result per instance, in the order of O(instance_ids) (with O(targets), target after target).
   returned: always
   type: list
   elements: dict
@@ -267,6 +363,33 @@ commands:
     parameters:
       description: The document parameters sent.
       type: dict
+targets:
+  description:
+    - One entry per target of O(targets), in their order, with the target's own return values (C(results),
+      C(counts), C(attempted), C(success_rate), C(failure_rate), C(commands), C(plan), C(changed)), as a run with
+      O(instance_ids) returns them, and C(failed) and C(msg) when the target did not complete. No credentials.
+  returned: when O(targets) is given
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The target's name.
+      type: str
+      sample: 222222222222/us-east-1
+    region:
+      description: The target's region.
+      type: str
+    instance_ids:
+      description: The target's instances.
+      type: list
+      elements: str
+    failed:
+      description: Whether the target did not complete (or went over O(max_failure_rate)).
+      type: bool
+    msg:
+      description: Why the target did not complete.
+      type: str
+      returned: when the target failed
 plan:
   description: What the module found before sending anything, and would do (the whole answer in check mode).
   returned: always
@@ -289,16 +412,47 @@ plan:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import install
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import ClientFactory
 
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports a missing botocore
+# The options a target of O(targets) sets for itself; every other option is common to all targets.
+TARGET_OPTIONS = dict(
+    name=dict(type="str"),
+    instance_ids=dict(type="list", elements="str", required=True),
+    region=dict(type="str"),
+    account_id=dict(type="str"),
+    access_key=dict(type="str", no_log=True),
+    secret_key=dict(type="str", no_log=True),
+    session_token=dict(type="str", no_log=True),
+    drs_region=dict(type="str"),
+    staging_account_id=dict(type="str"),
+    staging_access_key=dict(type="str", no_log=True),
+    staging_secret_key=dict(type="str", no_log=True),
+    staging_session_token=dict(type="str", no_log=True),
+    progress_file=dict(type="path"),
+)
+TARGET_FIELDS = tuple(TARGET_OPTIONS)
+
+
+def target_settings(module):
+    """The settings of each target: the common options with the target's own on top. Without
+    O(targets), the module's own options make the one target."""
+    common = {key: value for key, value in module.params.items() if key != "targets"}
+    common.update(region=module.region, account_id=None, access_key=None, secret_key=None, session_token=None)
+    targets = module.params["targets"] or [{key: module.params.get(key) for key in TARGET_FIELDS if key in module.params}]
+    settings = []
+    for target in targets:
+        merged = dict(common)
+        merged.update({key: value for key, value in target.items() if value is not None})
+        merged["drs_region"] = target.get("drs_region") or merged["region"]
+        merged["name"] = target.get("name") or "/".join(part for part in (merged["account_id"], merged["region"]) if part)
+        settings.append(merged)
+    return settings
 
 
 def main():
     argument_spec = dict(
-        instance_ids=dict(type="list", elements="str", required=True),
+        instance_ids=dict(type="list", elements="str"),
+        targets=dict(type="list", elements="dict", options=TARGET_OPTIONS),
         drs_region=dict(type="str"),
         staging_account_id=dict(type="str"),
         staging_access_key=dict(type="str", no_log=True),
@@ -317,37 +471,47 @@ def main():
         max_failure_rate=dict(type="float", default=0),
         progress_file=dict(type="path"),
     )
-    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
-    settings = dict(module.params)
-    settings["drs_region"] = settings["drs_region"] or module.region
-    if not settings["drs_region"]:
-        module.fail_json(msg="no region: set region (or AWS_REGION), or drs_region")
-    errors = install.option_errors(settings)
+    module = AnsibleAWSModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        required_one_of=[("instance_ids", "targets")],
+        mutually_exclusive=[("instance_ids", "targets")],
+    )
+    multi = module.params["targets"] is not None
+    targets = target_settings(module)
+    errors = []
+    for index, settings in enumerate(targets):
+        where = f"targets[{index}] ({settings['name']}): " if multi else ""
+        if not settings["drs_region"]:
+            errors.append(where + "no region: set region (or AWS_REGION), or drs_region")
+            continue
+        errors.extend(where + error for error in install.option_errors(settings))
+    if multi and not targets:
+        errors.append("targets is empty: give at least one target")
+    if multi and len({settings["name"] for settings in targets}) < len(targets):
+        errors.append("targets need distinct names (by default account_id/region)")
     if errors:
+        if not multi and errors[0].startswith("no region"):
+            module.fail_json(msg=errors[0])
         module.fail_json(msg="invalid options: " + "; ".join(errors))
 
-    try:
-        ssm, drs, staging_account, cross_account = install.connect(module, settings)
-        if settings["document_name"] is None:
-            settings["document_name"] = install.CROSS_ACCOUNT_DOCUMENT if cross_account else install.SAME_ACCOUNT_DOCUMENT
-        elif cross_account and settings["document_name"] == install.SAME_ACCOUNT_DOCUMENT:
-            module.fail_json(msg=f"{install.SAME_ACCOUNT_DOCUMENT} has no AccountId parameter and cannot register agents "
-                                 f"in staging account {staging_account}: leave document_name out to use "
-                                 f"{install.CROSS_ACCOUNT_DOCUMENT}")
-        report = install.AgentInstall(ssm, drs, settings, cross_account).run(module.check_mode)
-    except install.InstallRefused as refused:
-        module.fail_json_aws(refused.error, msg=refused.message, **refused.result)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-        module.fail_json_aws(e, msg="DRS agent install stopped on an AWS error: check the credentials' permissions "
-                                    "(SSM describe/send/list/get in the source account, DRS describe in the staging account)")
+    outcomes = install.install_targets(ClientFactory(module), targets, module.check_mode)
 
-    if report["failure_rate"] > settings["max_failure_rate"]:
-        unsuccessful = sum(report["counts"][status] for status in install.UNSUCCESSFUL)
-        module.fail_json(
-            msg=f"{unsuccessful} of {report['attempted']} attempted instances did not install (failure rate "
-                f"{report['failure_rate']} > max_failure_rate {settings['max_failure_rate']}); top causes: "
-                f"{install.top_categories(report['results'])}. See results[].remediation.",
-            **report)
+    if not multi:
+        outcome = outcomes[0]
+        if outcome.error is not None and not isinstance(outcome.error, str):
+            module.fail_json_aws(outcome.error, msg=outcome.message, **outcome.partial)
+        if outcome.failed:
+            module.fail_json(msg=outcome.message, **outcome.partial)
+        module.exit_json(**outcome.report)
+
+    results = [outcome.as_result(settings["name"]) for outcome, settings in zip(outcomes, targets)]
+    report = install.merge_reports(results)
+    report["targets"] = results
+    failed = [result for result in results if result["failed"]]
+    if failed:
+        module.fail_json(msg=f"{len(failed)} of {len(results)} targets did not complete: "
+                             + "; ".join(f"{result['name']}: {result['msg']}" for result in failed), **report)
     module.exit_json(**report)
 
 

@@ -15,7 +15,8 @@ description:
   - It fails only when O(timeout) passes first, naming the jobs still running; the results of the jobs say how
     each install went.
   - This is an action plugin. It runs on the controller and reads the jobs on the host the task runs on, so run
-    it delegated to the host that ran the jobs.
+    it delegated to the host that ran the jobs. Each look at a job reads the job's results file in the async
+    folder with one shell command (the progress files likewise), rather than running C(async_status).
 author:
   - DRS orchestration contributors (@drs-orchestration)
 options:
@@ -25,9 +26,21 @@ options:
         and C(poll=0). Each has C(ansible_job_id) and the loop C(item), whose C(name) labels the job in progress
         lines and results (for example C(222222222222/us-east-1)) and whose optional C(progress_file) is the
         file the job writes its progress to.
+      - Or, with O(targets), the result registered by one task run with C(async) and C(poll=0).
     type: list
     elements: dict
     required: true
+  targets:
+    description:
+      - The install targets of jobs started by one C(drs_ssm_install) task with its C(targets) option (all the
+        account-regions of a wave in one background job), each with a C(name) matching the C(name) given to
+        C(drs_ssm_install), and optionally a C(progress_file) and any other keys to keep with the result.
+        Give no credentials here; these entries are returned as the results' C(item).
+      - With O(targets), O(jobs) may hold such a job registered without a loop, and its result is returned as
+        one entry per target (the target's own result from the job's C(targets) return value); a job that
+        failed before any target answered gives each target its failure.
+    type: list
+    elements: dict
   label:
     description:
       - What is being waited for, shown at the start of every progress line (for example C(wave 2)).
@@ -69,26 +82,44 @@ EXAMPLES = r"""
     jobs: "{{ started.results }}"
     timeout: 7800
   register: finished
+
+- name: Start every account-region of the wave in one background job
+  drs_orchestration.agent_deployer.drs_ssm_install:
+    targets: "{{ wave_targets_with_credentials }}"  # each with name, instance_ids, region, keys, progress_file
+    max_failure_rate: 1
+  async: 7800
+  poll: 0
+  register: wave_job
+
+- name: Wait for it, with one result per account-region
+  drs_orchestration.agent_deployer.drs_wait_installs:
+    label: "wave {{ wave }}"
+    jobs: ["{{ wave_job }}"]
+    targets: "{{ wave_targets }}"  # the same names and progress files, without credentials
+    timeout: 7800
+  register: finished
 """
 
 RETURN = r"""
 results:
-  description: One entry per job, in the order of O(jobs).
+  description: One entry per job, in the order of O(jobs); with O(targets), one entry per target instead.
   returned: always
   type: list
   elements: dict
   contains:
     name:
-      description: The job's name.
+      description: The job's name (with O(targets), the target's).
       type: str
     jid:
       description: The job id.
       type: str
     item:
-      description: The loop item that started the job.
+      description: The loop item that started the job (with O(targets), the entry of O(targets)).
       type: dict
     result:
-      description: The result of the job's task, as the module returned it (C(failed) and C(msg) included).
+      description:
+        - The result of the job's task, as the module returned it (C(failed) and C(msg) included); with
+          O(targets), the target's own entry of the module's C(targets) return value.
       type: dict
 waited_seconds:
   description: How long the wait took.

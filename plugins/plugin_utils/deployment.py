@@ -42,8 +42,9 @@ def build_plan(discoveries, accounts, limit_instance_ids=None, waves=None, progr
     """The waves in numeric order, each with one install target per account-region.
 
     ``discoveries`` are the results registered from drs_discover looped over
-    ``accounts | subelements('regions')``; a failed one makes its account-region unreachable (with the
-    reason), never silently empty.
+    ``accounts | subelements('regions')``, or the result of one drs_discover run with the targets of
+    ``discover_targets`` (its ``discoveries``, named ``<account_id>/<region>``); a failed one makes its
+    account-region unreachable (with the reason), never silently empty.
     ``limit_instance_ids`` (the play's inventory hosts, after --limit) restricts the targets when given.
     ``progress_dir`` is where each target's install writes its progress file.
     """
@@ -52,7 +53,7 @@ def build_plan(discoveries, accounts, limit_instance_ids=None, waves=None, progr
     wanted_waves = {int(wave) for wave in waves} if waves else None
     targets = {}
     outside_limit, invalid, unreachable = [], [], []
-    for discovery in discoveries:
+    for discovery in _discoveries(discoveries, accounts):
         account, region = discovery["item"]
         account_id = account["account_id"]
         if discovery.get("failed"):
@@ -92,6 +93,62 @@ def build_plan(discoveries, accounts, limit_instance_ids=None, waves=None, progr
         "invalid_wave_instances": invalid,
         "unreachable": unreachable,
     }
+
+
+def _discoveries(discoveries, accounts):
+    """Discoveries as (account, region) items: registered loop results pass as they are; the entries of one
+    drs_discover run with targets are matched to their account-region by name. When that run failed
+    before any target answered (its options), every account-region it was to discover failed with it."""
+    if not isinstance(discoveries, dict):
+        return discoveries
+    places = {f"{account['account_id']}/{region}": (account, region)
+              for account in accounts for region in account.get("regions") or []}
+    if "discoveries" not in discoveries:
+        message = discoveries.get("msg") or "discovery failed"
+        return [{"item": list(place), "failed": True, "msg": message} for place in places.values()]
+    return [dict(entry, item=list(places[entry["name"]])) for entry in discoveries["discoveries"]
+            if entry.get("name") in places]
+
+
+def discover_targets(accounts, credentials, unreachable=()):
+    """The ``targets`` of one drs_discover run: every region of every account that is not unreachable, named
+    ``<account_id>/<region>``, with the account's assumed-role credentials (and its account id, known from
+    the role) when it has them, else the controller's own."""
+    left_out = {entry["account_id"] for entry in unreachable}
+    targets = []
+    for account in accounts:
+        if account["account_id"] in left_out:
+            continue
+        for region in account.get("regions") or []:
+            target = {"name": f"{account['account_id']}/{region}", "region": region}
+            target.update(_keys(credentials.get(account["account_id"]), account["account_id"]))
+            targets.append(target)
+    return targets
+
+
+def install_targets(wave_targets, credentials):
+    """The ``targets`` of one drs_ssm_install run for a wave's account-regions: each with its account's
+    session (and account id, known from the role) and, cross-account, its staging account's session."""
+    targets = []
+    for target in wave_targets:
+        fields = ("name", "instance_ids", "region", "drs_region", "staging_account_id", "progress_file")
+        entry = {key: target[key] for key in fields if target.get(key) is not None}
+        entry.update(_keys(credentials.get(target["account_id"]), target["account_id"]))
+        if target.get("cross_account"):
+            staging = credentials.get(target["staging_account_id"])
+            if staging:
+                entry.update(staging_access_key=staging["access_key"], staging_secret_key=staging["secret_key"],
+                             staging_session_token=staging.get("session_token"))
+        targets.append(entry)
+    return targets
+
+
+def _keys(session, account_id):
+    """An assumed role's keys as target options, with the account they belong to (the role's)."""
+    if not session or not session.get("access_key"):
+        return {}
+    return {"access_key": session["access_key"], "secret_key": session["secret_key"],
+            "session_token": session.get("session_token"), "account_id": account_id}
 
 
 def _target(account, region, wave, progress_dir):

@@ -403,3 +403,59 @@ def test_a_refused_document_stops_with_what_to_fix():
         engine.run(check_mode=False)
     assert "drs_account_setup" in refused.value.message
     assert refused.value.result["changed"] is False
+
+
+# --- several targets in one run ---
+
+class FakeFactory:
+    """Clients per (service, region, access key): each target's installs run against its own fakes."""
+
+    def __init__(self, fleets, accounts=None):
+        self.fleets, self.accounts, self.made = fleets, accounts or {}, []
+
+    def client(self, service, region=None, credentials=None):
+        key = (credentials or {}).get("access_key")
+        self.made.append((service, region, key))
+        ssm, drs = self.fleets[(region, key)]
+        if service == "sts":
+            account = self.accounts[key]
+            return namedtuple("Sts", "get_caller_identity")(lambda aws_retry: {"Account": account})
+        return ssm if service == "ssm" else drs
+
+
+def fleet(count, start, clock):
+    ids = [instance(n) for n in range(start, start + count)]
+    ssm = FakeSsm(clock, dict.fromkeys(ids, "Online"), dict.fromkeys(ids, "success"), duration=0)
+    return ids, ssm, FakeDrs(ssm)
+
+
+def test_each_target_installs_with_its_own_clients_and_answers_on_its_own():
+    clock = Clock()
+    east_ids, east_ssm, east_drs = fleet(3, 0, clock)
+    west_ids, west_ssm, west_drs = fleet(2, 10, clock)
+    factory = FakeFactory({("us-east-1", "EAST"): (east_ssm, east_drs), ("us-west-2", "WEST"): (west_ssm, west_drs)},
+                          accounts={"WEST": "222222222222"})
+    targets = [
+        options(name="east", instance_ids=east_ids, region="us-east-1", access_key="EAST", secret_key="s",
+                account_id="222222222222", staging_account_id="222222222222"),
+        options(name="west", instance_ids=west_ids, region="us-west-2", drs_region="us-west-2", access_key="WEST",
+                secret_key="s", staging_account_id="333333333333"),
+    ]
+    outcomes = install.install_targets(factory, targets, check_mode=False)
+
+    east = outcomes[0].as_result("east")
+    assert east["failed"] is False and east["counts"]["installed"] == 3
+    assert {c["InstanceIds"][0] for c in east_ssm.sent} <= set(east_ids) and west_ssm.sent == []
+    # a known account spares GetCallerIdentity; the other target asks, and is refused without staging keys
+    assert ("sts", "us-east-1", "EAST") not in factory.made
+    west = outcomes[1].as_result("west")
+    assert west["failed"] is True and "staging_access_key" in west["msg"] and west["results"] == []
+    assert "secret_key" not in west and "access_key" not in west
+    merged = install.merge_reports([east, west])
+    assert merged["counts"]["installed"] == 3 and len(merged["results"]) == 3 and merged["changed"]
+
+
+def test_the_engine_notices_the_end_sooner_than_a_full_poll_interval():
+    report, ssm, _drs = run_engine(count=1, poll_interval=15)
+    # the install takes 20 s; with at most two installs in flight it polls every 5 s (a third of 15), not at 30 s
+    assert report["results"][0]["duration_seconds"] == 20

@@ -124,3 +124,45 @@ def test_history_results_carry_account_region_wave_name_and_priority():
         {"instance_id": "i-2", "status": "installed", "account_id": "777777777777", "region": "us-east-1", "wave": 2,
          "name": "i-2", "priority": "low"},
     ]
+
+
+def test_one_discovery_run_with_targets_plans_like_a_loop_and_keeps_failures():
+    from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.deployment import discover_targets
+
+    credentials = {"222222222222": {"access_key": "AK", "secret_key": "SK", "session_token": "ST"}}
+    targets = discover_targets([RETAIL, HR], credentials, unreachable=[])
+    names = ["222222222222/us-east-1", "222222222222/us-west-2", "777777777777/us-east-1"]
+    assert [target["name"] for target in targets] == names
+    assert targets[0]["account_id"] == "222222222222" and targets[0]["access_key"] == "AK"
+    assert "access_key" not in targets[2] and "account_id" not in targets[2]
+    assert discover_targets([RETAIL, HR], credentials, unreachable=[{"account_id": "222222222222"}])[0]["name"] == \
+        "777777777777/us-east-1"
+
+    run = {"discoveries": [
+        dict(discovered(RETAIL, "us-east-1", ("i-a", 1, "low")), name="222222222222/us-east-1"),
+        {"name": "222222222222/us-west-2", "failed": True, "msg": "AccessDenied"},
+    ]}
+    for entry in run["discoveries"]:
+        entry.pop("item", None)
+    plan = build_plan(run, [RETAIL])
+    assert plan["waves"][0]["targets"][0]["instance_ids"] == ["i-a"]
+    assert plan["unreachable"] == [{"account_id": "222222222222", "region": "us-west-2", "reason": "AccessDenied"}]
+
+    failed_run = build_plan({"failed": True, "msg": "bad tag filter"}, [RETAIL])
+    assert [entry["reason"] for entry in failed_run["unreachable"]] == ["bad tag filter", "bad tag filter"]
+
+
+def test_install_targets_carry_each_account_session_and_the_staging_session_cross_account():
+    from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.deployment import install_targets
+
+    plan = build_plan([discovered(RETAIL, "us-east-1", ("i-a", 1, "low")), discovered(HR, "us-east-1", ("i-b", 1, "low"))],
+                      [RETAIL, HR], progress_dir="/p")
+    credentials = {"222222222222": {"access_key": "AK", "secret_key": "SK", "session_token": "ST"},
+                   "333333333333": {"access_key": "SAK", "secret_key": "SSK", "session_token": "SST"}}
+    retail, hr = install_targets(plan["waves"][0]["targets"], credentials)
+    assert retail == {"name": "222222222222/us-east-1", "instance_ids": ["i-a"], "region": "us-east-1",
+                      "drs_region": "us-east-1", "staging_account_id": "333333333333",
+                      "progress_file": "/p/wave-1-222222222222-us-east-1.json", "access_key": "AK", "secret_key": "SK",
+                      "session_token": "ST", "account_id": "222222222222", "staging_access_key": "SAK",
+                      "staging_secret_key": "SSK", "staging_session_token": "SST"}
+    assert "access_key" not in hr and "staging_access_key" not in hr and hr["staging_account_id"] == "777777777777"
