@@ -675,11 +675,9 @@ def _query_request(table_name, query, since, until, filters, page_size):
     clauses = []
     for number, (filter_attribute, allowed) in enumerate(sorted(filters.items())):
         names[f"#f{number}"] = filter_attribute
-        placeholders = []
-        for position, allowed_value in enumerate(allowed):
-            placeholders.append(f":f{number}v{position}")
-            values[f":f{number}v{position}"] = {"S": allowed_value}
-        clauses.append(f"#f{number} IN ({', '.join(placeholders)})")
+        value_names = [f":f{number}v{position}" for position in range(len(allowed))]
+        values.update({value_name: {"S": allowed_value} for value_name, allowed_value in zip(value_names, allowed)})
+        clauses.append(f"#f{number} IN ({', '.join(value_names)})")
     if clauses:
         request["FilterExpression"] = " AND ".join(clauses)
     request["ExpressionAttributeNames"] = names
