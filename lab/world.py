@@ -17,9 +17,11 @@ from moto.moto_api._internal import mock_random
 
 from lab.clock import SimulatedClock
 from lab.faults import FaultPlan
-# imported for what they add to moto's CloudFormation: the alarm resource type, and tables' TTL and backups
+# imported for what they change in moto: the CloudFormation alarm resource type, stack tables' TTL and
+# backups, and EC2 resources' direct tag lookups
 from lab.models import cloudwatch  # noqa: F401  pylint: disable=unused-import
 from lab.models import dynamodb  # noqa: F401  pylint: disable=unused-import
+from lab.models import ec2  # noqa: F401  pylint: disable=unused-import
 from lab.models.drs import DrsService
 from lab.models.ssm import SsmService
 from lab.models.sts import IdentityStore, trust_policy
