@@ -115,6 +115,21 @@ def sort_key(finished, account_id):
 
 # --- recording: validation ----------------------------------------------------------------------
 
+def time_range_errors(params, start, end):
+    """What is wrong with the optional times ``params[start]`` and ``params[end]``, as messages."""
+    errors = []
+    times = {}
+    for name in (start, end):
+        if params.get(name) is not None:
+            try:
+                times[name] = parse_time(name, params[name])
+            except HistoryInputError as e:
+                errors.append(str(e))
+    if len(times) == 2 and times[start] > times[end]:
+        errors.append(f"{start} is after {end}")
+    return errors
+
+
 def record_option_errors(params):
     """Every problem with drs_history_record's options, found before any AWS call."""
     errors = []
@@ -128,15 +143,7 @@ def record_option_errors(params):
     namespace = params.get("metrics_namespace")
     if namespace is not None and (not 1 <= len(namespace) <= 255 or namespace.startswith("AWS/")):
         errors.append(f"metrics_namespace {namespace!r} must be 1 to 255 characters and not start with AWS/")
-    times = {}
-    for name in ("started_at", "finished_at"):
-        if params.get(name) is not None:
-            try:
-                times[name] = parse_time(name, params[name])
-            except HistoryInputError as e:
-                errors.append(str(e))
-    if len(times) == 2 and times["started_at"] > times["finished_at"]:
-        errors.append("started_at is after finished_at")
+    errors.extend(time_range_errors(params, "started_at", "finished_at"))
     for index, result in enumerate(params["results"] or []):
         where = f"results[{index}]"
         if not isinstance(result, dict):
@@ -571,15 +578,7 @@ def info_option_errors(params):
         errors.append(f"deployment_id {params['deployment_id']!r} must be 1 to 128 letters, digits, _ . : or -")
     if not 1 <= params["limit"] <= 1000:
         errors.append(f"limit must be from 1 to 1000, not {params['limit']}")
-    times = {}
-    for name in ("since", "until"):
-        if params.get(name) is not None:
-            try:
-                times[name] = parse_time(name, params[name])
-            except HistoryInputError as e:
-                errors.append(str(e))
-    if len(times) == 2 and times["since"] > times["until"]:
-        errors.append("since is after until")
+    errors.extend(time_range_errors(params, "since", "until"))
     if params.get("next_token") is not None:
         try:
             decode_token(params["next_token"], plan_queries(params))
