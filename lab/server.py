@@ -1,6 +1,6 @@
-"""The lab's HTTP front: authenticates, injects faults, validates against the botocore model,
-answers the operations in the routes table, and hands everything else to moto in the caller's
-account."""
+"""The lab's HTTP front: authenticates, injects faults, refuses the actions a scenario denies a
+role, validates against the botocore model, answers the operations in the routes table, and hands
+everything else to moto in the caller's account."""
 
 import io
 import json
@@ -10,6 +10,7 @@ import time
 import traceback
 import uuid
 
+from botocore.model import NoShapeFoundError
 from moto.backends import get_backend  # noqa: F401  (loads moto's backend index before the first request)
 from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -31,6 +32,7 @@ from lab.protocol import (
     parse_operation,
     protocol_family,
     serialize,
+    service_model,
     service_of,
     verify_signature,
 )
@@ -100,6 +102,8 @@ class LabApplication:
         return result
 
     def _checked_dispatch(self, world, credential, caller, operation, request, environ, body):
+        if world.denies(credential, operation.service, operation.name):
+            return _access_denied(operation.service, operation.name, credential.arn)
         try:
             check_operation(operation, request, body)
         except AwsError as error:
@@ -136,6 +140,24 @@ class LabApplication:
             chunks.close()
         headers = {k: v for k, v in captured["headers"] if k.lower() not in ("content-length", "server", "date")}
         return captured["status"], headers, payload
+
+
+def _access_denied(service, operation_name, principal_arn):
+    """The error a service answers for an action no identity-based policy allows the caller. The
+    lab's service names are also the services' IAM action prefixes."""
+    action = f"{service}:{operation_name}"
+    message = f"User: {principal_arn} is not authorized to perform: {action} because no identity-based policy allows the {action} action"
+    if service == "ec2":
+        return AwsError("UnauthorizedOperation", f"You are not authorized to perform this operation. {message}", 403)
+    model = service_model(service)
+    if model.protocol == "query" or "awsQueryCompatible" in model.metadata:  # CloudWatch kept its query error codes
+        return AwsError("AccessDenied", message, 403)
+    # JSON services answer 400 (SSM, DynamoDB), unless their model gives the error its own status (DRS: 403)
+    try:
+        status = model.shape_for("AccessDeniedException").metadata.get("error", {}).get("httpStatusCode", 400)
+    except NoShapeFoundError:
+        status = 400
+    return AwsError("AccessDeniedException", message, status)
 
 
 def _respond(start_response, status, headers, payload):

@@ -1,6 +1,7 @@
 """The lab's whole state: simulated clock, faults, statistics, identities and service models,
 seeded from a scenario into moto's backends and the lab's own models."""
 
+import fnmatch
 import heapq
 import json
 import itertools
@@ -85,6 +86,7 @@ class World:
         self.faults.configure(scenario["faults"])
         self.stats = CallStats()
         self.identities = IdentityStore()
+        self.denied_actions = {}  # role ARN -> the scenario's denied_actions patterns for the role
         self.instances = {}
         self._events = []
         self._event_order = itertools.count()
@@ -107,6 +109,13 @@ class World:
         while self._events and self._events[0][0] <= now:
             due, _order, action = heapq.heappop(self._events)
             action(due)
+
+    def denies(self, credential, service, operation_name):
+        """Whether the role behind ``credential`` is denied the action ``service:operation_name``:
+        the lab's stand-in for permission policies, set by the scenario's ``denied_actions``."""
+        patterns = self.denied_actions.get(credential.role_arn, ())
+        action = f"{service}:{operation_name}"
+        return any(fnmatch.fnmatchcase(action, pattern) for pattern in patterns)
 
     def account_name(self, account_id):
         for account in self.scenario["accounts"]:
@@ -138,7 +147,7 @@ def _seed(world):
         if account.get("alias"):
             iam.create_account_alias(account["alias"])
         for role in account["roles"]:
-            iam.create_role(
+            created = iam.create_role(
                 role_name=role["name"],
                 assume_role_policy_document=json.dumps(trust_policy(role["trusted_principals"], role.get("external_id"))),
                 path="/",
@@ -147,6 +156,8 @@ def _seed(world):
                 tags=[],
                 max_session_duration=str(role.get("max_session_duration", 3600)),
             )
+            if role.get("denied_actions"):
+                world.denied_actions[created.arn] = list(role["denied_actions"])
         for region, drs_state in account["drs"].items():
             world.drs.seed_region(account["id"], region, drs_state)
     operator = scenario["operator"]

@@ -364,6 +364,54 @@ def test_a_server_is_deleted_only_once_disconnected(lab):
     assert error_of(gone) == ("ResourceNotFoundException", 404)
 
 
+# --- a role the scenario denies some actions ---------------------------------------------------------
+
+def test_a_role_is_refused_the_actions_the_scenario_denies_it_in_each_services_own_words(lab):
+    keys = lab.assume(f"arn:aws:iam::{TARGET}:role/DRSOrchestrationTargetRoleLimited", EXTERNAL_ID)
+    session = f"arn:aws:sts::{TARGET}:assumed-role/DRSOrchestrationTargetRoleLimited/lab-tests"
+
+    def denial(action):
+        return f"User: {session} is not authorized to perform: {action} because no identity-based policy allows the {action} action"
+
+    drs = lab.client("drs", credentials=keys)
+    errors_before = lab.stats()["errors"].get("drs:CreateExtendedSourceServer:AccessDeniedException", 0)
+    staging_arn = drs.list_extensible_source_servers(stagingAccountID=STAGING)["items"][0]["arn"]
+    with pytest.raises(ClientError) as create:
+        drs.create_extended_source_server(sourceServerArn=staging_arn)
+    assert error_of(create) == ("AccessDeniedException", 403)
+    assert create.value.response["Error"]["Message"] == denial("drs:CreateExtendedSourceServer")
+    with pytest.raises(ClientError) as delete:
+        drs.delete_source_server(sourceServerID="s-0123456789abcdef0")
+    assert error_of(delete) == ("AccessDeniedException", 403)
+    assert drs.describe_source_servers(filters={})["items"], "an action no pattern matches is answered"
+    stats = lab.stats()
+    assert stats["errors"]["drs:CreateExtendedSourceServer:AccessDeniedException"] == errors_before + 1
+    assert stats["principals"][f"arn:aws:iam::{TARGET}:role/DRSOrchestrationTargetRoleLimited"]["drs:CreateExtendedSourceServer"] >= 1
+
+    ssm = lab.client("ssm", credentials=keys)
+    with pytest.raises(ClientError) as send:
+        ssm.send_command(InstanceIds=["i-0123456789abcdef0"], DocumentName="AWS-RunShellScript", Parameters={"commands": ["true"]})
+    assert error_of(send) == ("AccessDeniedException", 400)
+    assert send.value.response["Error"]["Message"] == denial("ssm:SendCommand")
+    assert ssm.describe_instance_information()["InstanceInformationList"] == []
+
+    with pytest.raises(ClientError) as describe:
+        lab.client("ec2", credentials=keys).describe_instances()
+    assert error_of(describe) == ("UnauthorizedOperation", 403)
+    assert describe.value.response["Error"]["Message"] == (
+        "You are not authorized to perform this operation. " + denial("ec2:DescribeInstances"))
+    with pytest.raises(ClientError) as get_role:
+        lab.client("iam", credentials=keys).get_role(RoleName="DRSOrchestrationTargetRole")
+    assert error_of(get_role) == ("AccessDenied", 403)
+    assert get_role.value.response["Error"]["Message"] == denial("iam:GetRole")
+    assert lab.client("sts", credentials=keys).get_caller_identity()["Arn"] == session
+
+    unrestricted = drs_client(lab, TARGET)
+    with pytest.raises(ClientError) as other_role:
+        unrestricted.delete_source_server(sourceServerID="s-0123456789abcdef0")
+    assert error_of(other_role) == ("ResourceNotFoundException", 404), "the deny holds for the denied role only"
+
+
 # --- the agent's side, in-process ---------------------------------------------------------------------
 
 def agent_scenario(**drs_settings):

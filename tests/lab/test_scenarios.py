@@ -46,6 +46,15 @@ def instance_information(ssm):
     return [info for page in pages for info in page["InstanceInformationList"]]
 
 
+def drs_as(lab, account_id, role):
+    return lab.client("drs", credentials=lab.assume(f"arn:aws:iam::{account_id}:role/{role}", EXTERNAL_ID))
+
+
+def every_source_server(drs):
+    pages = drs.get_paginator("describe_source_servers").paginate(filters={})
+    return [server for page in pages for server in page["items"]]
+
+
 @pytest.fixture
 def fresh_moto():
     """moto's backends are process-global: every in-process lab starts from and leaves them empty."""
@@ -218,6 +227,29 @@ def test_multi_account_installs_succeed_or_fail_as_each_staging_account_is_set_u
     assert len(registered["items"]) == 1
 
 
+def test_extension_deploy_brings_staging_to_23_servers_of_which_20_are_extensible(lab_factory):
+    lab = lab_factory("extension")
+    summary = lab.control("scenario")
+    source, staging, target = (account_id_named(summary, name) for name in ("source", "staging", "target"))
+    ssm = lab.client("ssm", "us-east-1", lab.assume(source_role(source), EXTERNAL_ID))
+    try:
+        ssm.create_document(Name="InstallDRAgentCrossAccount", Content=CROSS_ACCOUNT_INSTALL,
+                            DocumentType="Command", DocumentFormat="YAML")
+        instances = [info["InstanceId"] for info in instance_information(ssm)]
+        assert len(instances) == 12
+        ssm.send_command(InstanceIds=instances, DocumentName="InstallDRAgentCrossAccount",
+                         Parameters={"Region": ["us-east-1"], "AccountId": [staging]})
+        lab.control("clock", {"advance_seconds": 1800})
+
+        staging_servers = every_source_server(drs_as(lab, staging, "DRSOrchestrationStagingRole"))
+        assert len(staging_servers) == 8 + 3 + 12
+        target_drs = drs_as(lab, target, "DRSOrchestrationTargetRole")
+        extensible = target_drs.list_extensible_source_servers(stagingAccountID=staging)["items"]
+        assert len(extensible) == 8 + 12
+    finally:
+        lab.reset()  # the lab is shared by the module's tests: leave it as seeded
+
+
 def test_scale_is_thousands_of_instances_over_many_account_regions_and_waves(lab_factory):
     lab = lab_factory("scale")
     summary = lab.control("scenario")
@@ -251,6 +283,96 @@ def test_scale_mixes_ssm_states_and_install_outcomes_mostly_successful(fresh_mot
     assert 120 <= min(durations) and max(durations) <= 600
 
 
+def test_extension_target_sees_the_legacy_staging_servers_and_holds_three_extended(lab_factory):
+    lab = lab_factory("extension")
+    summary = lab.control("scenario")
+    staging, target = account_id_named(summary, "staging"), account_id_named(summary, "target")
+    assert summary["instances_by_account_region"] == {f"{account_id_named(summary, 'source')}/us-east-1": 12}
+
+    staging_servers = every_source_server(drs_as(lab, staging, "DRSOrchestrationStagingRole"))
+    target_drs = drs_as(lab, target, "DRSOrchestrationTargetRole")
+    extensible = target_drs.list_extensible_source_servers(stagingAccountID=staging)
+    assert output_problems(target_drs, "ListExtensibleSourceServers", extensible) == []
+    assert sorted(server["hostname"] for server in extensible["items"]) == [f"legacy-app-{index:02d}" for index in range(1, 9)]
+
+    extended = every_source_server(target_drs)
+    assert sorted(s["sourceProperties"]["identificationHints"]["hostname"] for s in extended) == [
+        "extended-app-01", "extended-app-02", "extended-app-03"]
+    assert {s["stagingArea"]["status"] for s in extended} == {"EXTENDED"}
+    staging_arns = {s["stagingArea"]["stagingSourceServerArn"] for s in extended}
+    assert staging_arns <= {server["arn"] for server in staging_servers}
+    assert len(staging_servers) == 8 + 3
+    assert staging_arns.isdisjoint(server["arn"] for server in extensible["items"])
+
+    with pytest.raises(ClientError) as again:
+        target_drs.create_extended_source_server(sourceServerArn=sorted(staging_arns)[0])
+    assert again.value.response["Error"]["Code"] == "ConflictException"
+    assert again.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    assert "already extended" in again.value.response["Error"]["Message"]
+
+
+def test_extension_denied_role_and_uninitialized_target_are_refused(lab_factory):
+    lab = lab_factory("extension")
+    summary = lab.control("scenario")
+    staging, target = account_id_named(summary, "staging"), account_id_named(summary, "target")
+    uninitialized = account_id_named(summary, "uninitialized-target")
+
+    with pytest.raises(ClientError) as denied:
+        drs_as(lab, target, "DRSOrchestrationTargetRoleDenied").describe_source_servers(filters={})
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert denied.value.response["Error"]["Message"] == (
+        f"User: arn:aws:sts::{target}:assumed-role/DRSOrchestrationTargetRoleDenied/lab-tests is not authorized to perform: "
+        "drs:DescribeSourceServers because no identity-based policy allows the drs:DescribeSourceServers action")
+
+    staging_drs = drs_as(lab, staging, "DRSOrchestrationStagingRole")
+    legacy_arn = staging_drs.describe_source_servers(filters={}, maxResults=1)["items"][0]["arn"]
+    uninitialized_drs = drs_as(lab, uninitialized, "DRSOrchestrationTargetRole")
+    calls = {
+        "DescribeSourceServers": lambda: uninitialized_drs.describe_source_servers(filters={}),
+        "ListExtensibleSourceServers": lambda: uninitialized_drs.list_extensible_source_servers(stagingAccountID=staging),
+        "CreateExtendedSourceServer": lambda: uninitialized_drs.create_extended_source_server(sourceServerArn=legacy_arn),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ClientError) as refused:
+            call()
+        assert refused.value.response["Error"]["Code"] == "UninitializedAccountException", name
+
+
+def test_capacity_limit_target_fits_65_of_the_70_extensible_servers(lab_factory):
+    lab = lab_factory("capacity-limit")
+    summary = lab.control("scenario")
+    staging, target = account_id_named(summary, "staging"), account_id_named(summary, "target")
+    assert summary["instances"] == 0
+    target_drs = drs_as(lab, target, "DRSOrchestrationTargetRole")
+    assert len(every_source_server(target_drs)) == 235
+
+    arns, token, pages = [], None, 0
+    while True:
+        page = target_drs.list_extensible_source_servers(stagingAccountID=staging, maxResults=50, **({"nextToken": token} if token else {}))
+        assert output_problems(target_drs, "ListExtensibleSourceServers", page) == []
+        assert len(page["items"]) <= 50
+        arns += [server["arn"] for server in page["items"]]
+        pages += 1
+        token = page.get("nextToken")
+        if not token:
+            break
+    assert pages == 2
+    assert len(arns) == len(set(arns)) == 70
+    assert {server["arn"] for server in target_drs.list_extensible_source_servers(stagingAccountID=staging)["items"]} == set(arns)
+
+    try:
+        for arn in arns[:65]:
+            target_drs.create_extended_source_server(sourceServerArn=arn)
+        assert len(every_source_server(target_drs)) == 300
+        with pytest.raises(ClientError) as full:
+            target_drs.create_extended_source_server(sourceServerArn=arns[65])
+        assert full.value.response["Error"]["Code"] == "ServiceQuotaExceededException"
+        assert len(target_drs.list_extensible_source_servers(stagingAccountID=staging)["items"]) == 5
+    finally:
+        lab.reset()  # the lab is shared by the module's tests: leave it as seeded
+
+
 # --- broken scenarios are refused, naming the field ---------------------------------------------------
 
 def demo_document():
@@ -276,6 +398,8 @@ def broken(change):
      ["accounts[staging].drs.us-east-1.trusted_accounts", "'elsewhere'"]),
     (lambda d: d["instance_groups"][0].update(region="eu-west-1"),
      ["instance_groups[0] (db).region", "eu-west-1"]),
+    (lambda d: d["accounts"][1]["roles"][0].update(denied_actions=["DescribeSourceServers"]),
+     ["accounts.1.roles.0.denied_actions.0", "'DescribeSourceServers' does not match"]),
 ])
 def test_invalid_scenarios_name_the_field_at_fault(change, expected):
     with pytest.raises(ScenarioError) as excinfo:
