@@ -17,7 +17,7 @@ echo "== Create the install document in the source account"
 "$bin/ansible-playbook" playbooks/setup_accounts.yml -e @playbooks/vars/lab_demo_setup.yml
 echo "== Create the deployment history table in the orchestration account"
 "$bin/ansible-playbook" playbooks/setup_history.yml
-echo "== Deploy the agents wave by wave"
+echo "== Deploy the agents wave by wave, extending the registered servers into the target account"
 rm -f "$summary"
 "$bin/ansible-playbook" -i inventories/lab/ playbooks/deploy_agents.yml -e @playbooks/vars/lab_demo_deploy.yml \
     -e drs_agent_deploy_summary_file="$summary"
@@ -35,4 +35,10 @@ print(
     f"{totals['already_registered']} already registered, {totals['failed']} failed, {totals['skipped']} skipped, "
     f"in {len(summary['waves'])} waves and {summary['wall_seconds']} s"
 )
+if "extension" in summary:
+    extension = summary["extension"]["totals"]
+    print(
+        f"extension into the target account: {extension['extended']} extended, "
+        f"{extension['already_extended']} already extended, {extension['failed']} failed, {extension['left_out']} left out"
+    )
 PY

@@ -15,6 +15,9 @@ RESULT_STATUSES = (
 )
 SKIPPED_STATUSES = ("skipped_ssm_offline", "skipped_not_managed")
 FAILED_STATUSES = ("failed", "timed_out", "not_registered_after_success")
+# Registered in the staging account, so extensible into the target account.
+REGISTERED_STATUSES = ("installed", "already_registered")
+EXTENSION_COUNTS = ("extended", "already_extended", "failed", "left_out")
 
 
 def assume_failures(assumed_results):
@@ -162,6 +165,8 @@ def _target(account, region, wave, progress_dir):
         "region": region,
         "drs_region": account.get("drs_region") or region,
         "staging_account_id": staging,
+        # the target account the staging account's servers are extended into, when it is another account
+        "extend_into": account.get("target_account_id") if account.get("target_account_id") not in (None, "", staging) else None,
         "cross_account": staging != account["account_id"],
         "instances": [],
     }
@@ -305,6 +310,12 @@ def summary_lines(summary):
     for entry in summary["unreachable"]:
         where = f"{entry['account_id']}/{entry['region']}" if entry.get("region") else entry["account_id"]
         lines.append(f"  not reached: {where}: {entry['reason']}")
+    if summary.get("extension"):
+        totals = summary["extension"]["totals"]
+        targets = sorted({run["target_account_id"] for run in summary["extension"]["runs"]})
+        lines.append(f"  extension into {', '.join(targets) or 'no target account'}: {totals['extended']} extended, "
+                     f"{totals['already_extended']} already extended, {totals['failed']} failed, "
+                     f"{totals['left_out']} left out")
     return lines
 
 
@@ -347,3 +358,96 @@ def history_results(plan, outcomes):
                     name=instance.get("name"), priority=instance.get("priority"),
                 ))
     return results
+
+
+# --- extension into target accounts -------------------------------------------------------------
+
+def source_server_arn(region, account_id, source_server_id):
+    partition = "aws-us-gov" if region.startswith("us-gov-") else "aws-cn" if region.startswith("cn-") else "aws"
+    return f"arn:{partition}:drs:{region}:{account_id}:source-server/{source_server_id}"
+
+
+def extension_targets(wave_plan, outcome, unreachable=()):
+    """The drs_extend_source_server runs after a wave: one per target account, staging account and DRS
+    region, with the ARNs of the wave's servers registered in the staging account (new or already there).
+    A target account whose role could not be assumed comes with the reason, to be reported, not run."""
+    unreachable_reasons = {entry["account_id"]: entry["reason"] for entry in unreachable}
+    planned = {target["name"]: target for target in wave_plan["targets"]}
+    runs = {}
+    for target in outcome["targets"]:
+        plan = planned.get(target["name"])
+        if plan is None or not plan.get("extend_into"):
+            continue
+        key = (plan["extend_into"], plan["staging_account_id"], plan["drs_region"])
+        run = runs.setdefault(key, {
+            "name": f"{plan['staging_account_id']}/{plan['drs_region']} into {plan['extend_into']}",
+            "target_account_id": plan["extend_into"],
+            "staging_account_id": plan["staging_account_id"],
+            "region": plan["drs_region"],
+            "source_server_arns": [],
+            "unreachable_reason": unreachable_reasons.get(plan["extend_into"]),
+        })
+        run["source_server_arns"].extend(
+            source_server_arn(run["region"], run["staging_account_id"], result["source_server_id"])
+            for result in target["results"]
+            if result["status"] in REGISTERED_STATUSES and result.get("source_server_id")
+        )
+    return [run for run in runs.values() if run["source_server_arns"]]
+
+
+def extension_outcome(extension_results, wave):
+    """What each drs_extend_source_server run of a wave did, from its registered loop results: counts,
+    the servers that failed or were left out, capacity and warnings. A run that stopped before reaching
+    any server (target account unreachable, access denied, DRS not initialized) failed for all of them."""
+    entries = []
+    for result in extension_results:
+        run = result["item"]
+        requested = len(run["source_server_arns"])
+        entry = {
+            "wave": wave, "target_account_id": run["target_account_id"], "staging_account_id": run["staging_account_id"],
+            "region": run["region"], "requested": requested,
+        }
+        if result.get("skipped"):
+            entry.update(dict.fromkeys(EXTENSION_COUNTS, 0), failed=requested,
+                         message=f"not extended: target account {run['target_account_id']} could not be reached: "
+                                 f"{run['unreachable_reason']}")
+        elif "extended" not in result:
+            entry.update(dict.fromkeys(EXTENSION_COUNTS, 0), failed=requested,
+                         message=result.get("msg") or "the extension failed")
+        else:
+            failures = result.get("failed_servers") or []
+            entry.update(
+                extended=len(result["extended"]), already_extended=len(result.get("already_extended") or []),
+                failed=len(failures), left_out=len(result.get("left_out") or []),
+                failed_servers=[{key: failure.get(key) for key in ("staging_source_server_arn", "error_code", "message")}
+                                for failure in failures],
+                left_out_servers=[server["staging_source_server_arn"] for server in result.get("left_out") or []],
+                capacity=result.get("capacity"),
+                warnings=result.get("extension_warnings") or [],
+            )
+            if failures:
+                entry["message"] = result.get("msg")
+        entries.append(entry)
+    return entries
+
+
+def extension_lines(entries):
+    lines = []
+    for entry in entries:
+        text = (f"Extension after wave {entry['wave']}: {entry['staging_account_id']}/{entry['region']} into "
+                f"{entry['target_account_id']}: {entry['extended']} extended, {entry['already_extended']} already "
+                f"extended, {entry['failed']} failed, {entry['left_out']} left out")
+        if entry.get("capacity"):
+            capacity = entry["capacity"]
+            text += f"; capacity {capacity['after']}/{capacity['limit']} ({capacity['utilization_percent']}%)"
+        lines.append(text)
+        lines.extend(f"  warning: {warning}" for warning in entry.get("warnings", []))
+        if entry.get("message"):
+            lines.append(f"  {entry['message']}")
+    return lines
+
+
+def extension_summary(entries):
+    """The extension part of the summary and the history record: totals and every run."""
+    totals = {key: sum(entry[key] for entry in entries) for key in EXTENSION_COUNTS}
+    return {"totals": totals, "runs": entries}

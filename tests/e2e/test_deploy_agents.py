@@ -140,6 +140,10 @@ def test_waves_run_in_order_and_the_summary_matches_the_lab(fresh_lab, tmp_path)
     assert len(item["failed_instances"]) == summary["totals"]["failed"]
     assert all(failed["error_category"] and failed["remediation"] and failed["wave"] in waves.values()
                for failed in item["failed_instances"])
+    # every server registered in staging by this run, or before it, was extended into the target account
+    extension = summary["extension"]["totals"]
+    assert (extension["extended"], extension["failed"]) == (summary["totals"]["installed"] + summary["totals"]["already_registered"], 0)
+    assert item["extension"]["totals"] == extension
 
 
 def test_a_second_run_changes_nothing(fresh_lab, tmp_path):

@@ -58,11 +58,8 @@ ALLOW_LIST = {
         "iam:AddRoleToInstanceProfile",
     },
     "DRSOrchestrationTargetRole": {
-        # For drs_extend_source_server, planned (README "Status") but not written yet: no plugin calls
-        # these. They stay only until that module exists and its runs use them.
-        "drs:ListStagingAccounts",
-        "drs:ListExtensibleSourceServers",
-        "drs:CreateExtendedSourceServer",
+        # Not an API call: IAM checks it for the tags drs_extend_source_server gives to
+        # CreateExtendedSourceServer (tag on create).
         "drs:TagResource",
     },
 }
@@ -145,14 +142,16 @@ def used_actions(stats):
 
 
 def _demo_runs(lab, tmp_path):
-    """In the demo: setup creates the install document, the rollout installs every wave, a changed
-    document is updated, and the target account's source servers are read through its role."""
+    """In the demo: setup creates the install document, the rollout installs every wave and extends
+    its servers into the target account, a changed document is updated, and the target account's
+    source servers are read through its role."""
     lab.reset()
     # simulated installs of minutes take a fraction of a real second
     lab.control("clock", {"time_scale": 600})
     _ansible(lab, "playbooks/setup_accounts.yml", "-e", "@playbooks/vars/lab_demo_setup.yml")
     _completed, summary = _deploy(lab, tmp_path)
     assert summary["totals"]["installed"] > 0
+    assert summary["extension"]["totals"]["extended"] > 0
 
     changed = tmp_path / "document.yml"
     changed.write_text(DOCUMENT.read_text(encoding="utf-8").replace("Install the AWS Replication Agent", "Install the DRS agent"),

@@ -1,5 +1,7 @@
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.deployment import (
     build_plan,
+    extension_outcome,
+    extension_targets,
     failure_rate,
     history_results,
     summarize,
@@ -166,3 +168,49 @@ def test_install_targets_carry_each_account_session_and_the_staging_session_cros
                       "session_token": "ST", "account_id": "222222222222", "staging_access_key": "SAK",
                       "staging_secret_key": "SSK", "staging_session_token": "SST"}
     assert "access_key" not in hr and "staging_access_key" not in hr and hr["staging_account_id"] == "777777777777"
+
+
+def test_extension_runs_group_a_waves_registered_servers_by_target_staging_account_and_drs_region():
+    extending = dict(RETAIL, target_account_id="444444444444")
+    same_account = dict(HR, target_account_id="777777777777")  # recovers where it replicates: nothing to extend
+    plan = build_plan([
+        discovered(extending, "us-east-1", ("i-a", 1, "high"), ("i-b", 1, "high"), ("i-c", 1, "low")),
+        discovered(extending, "us-west-2", ("i-d", 1, "high")),
+        discovered(same_account, "us-east-1", ("i-e", 1, "high")),
+    ], [extending, same_account])
+    outcome = wave_outcome([
+        {"name": "222222222222/us-east-1", "item": {"account_id": "222222222222", "region": "us-east-1"}, "result": {"results": [
+            {"instance_id": "i-a", "status": "installed", "source_server_id": "s-00000000000000001"},
+            {"instance_id": "i-b", "status": "already_registered", "source_server_id": "s-00000000000000002"},
+            {"instance_id": "i-c", "status": "failed", "source_server_id": None}]}},
+        {"name": "222222222222/us-west-2", "item": {"account_id": "222222222222", "region": "us-west-2"}, "result": {"results": [
+            {"instance_id": "i-d", "status": "skipped_ssm_offline"}]}},
+        {"name": "777777777777/us-east-1", "item": {"account_id": "777777777777", "region": "us-east-1"}, "result": {"results": [
+            {"instance_id": "i-e", "status": "installed", "source_server_id": "s-00000000000000005"}]}},
+    ], 1, 10.0)
+
+    runs = extension_targets(plan["waves"][0], outcome, [{"account_id": "444444444444", "reason": "AccessDenied"}])
+
+    assert runs == [{
+        "name": "333333333333/us-east-1 into 444444444444", "target_account_id": "444444444444",
+        "staging_account_id": "333333333333", "region": "us-east-1", "unreachable_reason": "AccessDenied",
+        "source_server_arns": ["arn:aws:drs:us-east-1:333333333333:source-server/s-00000000000000001",
+                               "arn:aws:drs:us-east-1:333333333333:source-server/s-00000000000000002"],
+    }]
+
+
+def test_extension_outcome_counts_servers_and_fails_every_server_of_a_run_that_could_not_start():
+    run = {"target_account_id": "444444444444", "staging_account_id": "333333333333", "region": "us-east-1",
+           "source_server_arns": ["arn-1", "arn-2", "arn-3"], "unreachable_reason": "AccessDenied"}
+    done = {"item": run, "extended": [{}], "already_extended": [{}], "left_out": [{"staging_source_server_arn": "arn-3"}],
+            "failed_servers": [], "capacity": {"after": 2, "limit": 300}, "extension_warnings": []}
+    stopped = {"item": run, "failed": False, "msg": "Access denied while listing the target account's source servers"}
+    unreachable = {"item": run, "skipped": True}
+
+    entries = extension_outcome([done, stopped, unreachable], 3)
+
+    assert [(e["extended"], e["already_extended"], e["failed"], e["left_out"]) for e in entries] == [
+        (1, 1, 0, 1), (0, 0, 3, 0), (0, 0, 3, 0)]
+    assert entries[0]["left_out_servers"] == ["arn-3"]
+    assert entries[1]["message"].startswith("Access denied")
+    assert "could not be reached: AccessDenied" in entries[2]["message"]
