@@ -186,10 +186,15 @@ def test_the_extension_playbook_plans_in_check_mode_then_extends_once(extension_
     assert len(plan["would_extend"]) == 20 and len(plan["already_extended"]) == 3
     assert _extension_calls(lab)["CreateExtendedSourceServer"] == 0
 
-    first = _extend(lab)
+    first = _extend(lab, drs_extension_metrics_namespace="DRSOrchestration/Extension")
     assert first.returncode == 0, first.stdout[-3000:]
     result = _extension_result(first)
     assert result["changed"] is True and len(result["extended"]) == 20
+    cloudwatch = lab.client("cloudwatch", "us-east-1", lab.assume(TARGET_ROLE, EXTERNAL_ID))
+    published = {(metric["MetricName"], tuple(d["Value"] for d in metric["Dimensions"]))
+                 for metric in cloudwatch.list_metrics(Namespace="DRSOrchestration/Extension")["Metrics"]}
+    names = ("ExtendedSourceServers", "ExtensionFailures", "AlreadyExtendedCount", "ExtensionDuration")
+    assert published == {(name, dimensions) for name in names for dimensions in ((), (STAGING,))}
     assert all(entry["confirmed"] for entry in result["extended"])
     extended, count = _target_servers(lab)
     assert {entry["staging_source_server_arn"] for entry in result["extended"]} <= set(extended)
