@@ -6,8 +6,12 @@
 """Wait for background drs_ssm_install jobs, printing their summed progress while waiting.
 
 A job's state is its results file in the async folder, which async_status reads with a module run
-each time; here it is read with one shell command per job and look (``cat``), as are the progress
-files, which costs a few milliseconds rather than a module run.
+each time; here it is read with one shell command per job and look (``cat``), and the progress files
+with one more per look, which costs a few milliseconds rather than a module run.
+
+Once the progress files of the jobs still running say that every instance is settled, the jobs are
+only writing their results: they are looked at every FINISHING_LOOK_SECONDS until the results are
+there, rather than a whole poll interval later.
 """
 
 import json
@@ -30,6 +34,7 @@ ARGUMENT_SPEC = dict(
 )
 _JOB_BOOKKEEPING = ("ansible_job_id", "finished", "started", "results_file", "stdout", "stderr", "stdout_lines", "stderr_lines")
 PROGRESS_KEYS = ("total", "done", "failed", "in_flight", "waiting_for_ssm", "awaiting_registration")
+FINISHING_LOOK_SECONDS = 0.1
 
 
 def _job(started_task, targets):
@@ -116,7 +121,8 @@ class ActionModule(ActionBase):
                     f"{len(finished)}/{len(jobs)} job(s) finished after {int(now - started)} s"
                 )
                 last_report = now
-            time.sleep(args["poll_interval"])
+            finishing = self._settled(pending.values(), args["targets"])
+            time.sleep(FINISHING_LOOK_SECONDS if finishing else args["poll_interval"])
 
     def _read(self, path):
         """The text of a file on the host the task runs on, or None when it cannot be read (yet)."""
@@ -150,8 +156,8 @@ class ActionModule(ActionBase):
 
     def _progress_line(self, jobs, task_vars, targets=None):
         totals = dict.fromkeys(PROGRESS_KEYS, 0)
-        for path in self._progress_files(jobs, targets):
-            for key, value in self._read_progress(path).items():
+        for progress in self._read_progress(self._progress_files(jobs, targets)):
+            for key, value in progress.items():
                 if key in totals and isinstance(value, int):
                     totals[key] += value
         return (
@@ -159,12 +165,37 @@ class ActionModule(ActionBase):
             f"{totals['waiting_for_ssm']} waiting for SSM, {totals['awaiting_registration']} waiting for DRS"
         )
 
-    def _read_progress(self, path):
-        text = self._read(path)
-        if not text:
-            return {}  # the job has not written its first progress yet
-        try:
-            progress = json.loads(text)
-        except ValueError:
-            return {}  # caught mid-replace; the next look reads a whole document
-        return progress if isinstance(progress, dict) else {}
+    def _settled(self, jobs, targets):
+        """Whether the progress files of all these jobs say that every instance is done, so that the jobs are
+        only writing their results; a job without a progress file, or that has not written it yet, is not."""
+        paths = []
+        for job in jobs:
+            if job["item"] is not None:
+                paths.append(job["item"].get("progress_file"))
+            else:
+                paths.extend(target.get("progress_file") for target in targets or [])
+        if not paths or not all(paths):
+            return False
+        documents = self._read_progress(paths)
+        return len(documents) == len(paths) and all(
+            isinstance(progress.get("done"), int) and progress.get("done") == progress.get("total") for progress in documents)
+
+    def _read_progress(self, paths):
+        """The progress documents that can be read now, from all the files in one shell command; missing
+        files are left out. A job replaces its progress file in one step: each file is one whole document."""
+        if not paths:
+            return []
+        answer = self._low_level_execute_command("cat -- " + " ".join(shlex.quote(path) for path in paths), sudoable=False)
+        text, documents, decoder = answer.get("stdout", ""), [], json.JSONDecoder()
+        position = 0
+        while True:
+            while position < len(text) and text[position].isspace():
+                position += 1
+            if position == len(text):
+                return documents
+            try:
+                progress, position = decoder.raw_decode(text, position)
+            except ValueError:
+                return documents  # a file that is not a progress document: what follows cannot be told apart
+            if isinstance(progress, dict):
+                documents.append(progress)

@@ -37,7 +37,10 @@ PLUGIN_BY_PLATFORM = {"Linux": "InstallLinuxAgent", "Windows": "InstallWindowsAg
 SEND_BATCH_SIZE = 50  # SendCommand takes at most 50 InstanceIds
 DESCRIBE_CHUNK_SIZE = 50  # one DescribeInstanceInformation page (MaxResults 50) per chunk
 TAIL_LINES = 20
-TAIL_INSTANCES = 2  # invocations still running when the end of a run is near enough to look more often
+# The end of a run is near enough to look more often when at most this many invocations, or this share
+# of those sent, are still running: installs of like duration end together, and the last tenth soon after.
+TAIL_INSTANCES = 2
+TAIL_SHARE = 0.1
 COMMAND_COMMENT = "DRS agent install (drs_orchestration.agent_deployer)"
 
 INSTALLED = "installed"
@@ -392,7 +395,7 @@ class AgentInstall:
         self.commands = []
         self.open_invocations = {}  # command id -> {instance id: last (Status, StatusDetails)}
         self.output_to_fetch = {}  # instance id -> (command id, Status, StatusDetails)
-        self.awaiting_registration = {}  # instance id -> (command id, when SSM reported Success)
+        self.awaiting_registration = {}  # instance id -> (command id, its deadline to register, after SSM's Success)
         self.command_of = {}
         self.registered = {}  # instance id -> source server id, for re-installs
         self.plan = None
@@ -445,22 +448,33 @@ class AgentInstall:
                 self._time_out()
                 self._write_progress()
                 return
-            self.sleep(min(self._next_interval(), max(deadline - now, 0)))
+            self.sleep(max(self._next_look(now, ssm_deadline, deadline) - now, 0))
             if self.waiting_for_ssm:
                 self._recheck_ssm()
             self._poll_invocations()
             self._fetch_outputs()
             self._confirm_registrations()
 
+    def _next_look(self, now, ssm_deadline, deadline):
+        """When to look again: after the poll interval, or sooner when something falls due before it (an
+        instance still unregistered at its registration deadline, instances still offline at the SSM deadline)
+        so that it is settled then rather than at the next poll; never after the run's deadline."""
+        due = [now + self._next_interval(), deadline]
+        due.extend(registration_deadline for _command_id, registration_deadline in self.awaiting_registration.values())
+        if self.waiting_for_ssm:
+            due.append(ssm_deadline)
+        return min(due)
+
     def _next_interval(self):
-        """The poll interval, shortened at the end of the run: when at most TAIL_INSTANCES invocations are
-        still running in SSM, or only registrations are left to confirm, the end is near and a short
-        look (a third of the interval, at least a second) notices it sooner for a call or two more."""
+        """The poll interval, shortened at the end of the run: when at most TAIL_INSTANCES invocations, or
+        TAIL_SHARE of those sent, are still running in SSM, or only registrations are left to confirm, the end
+        is near and a short look (a third of the interval, at least a second) notices it sooner for a few
+        calls more."""
         interval = self.settings["poll_interval"]
         if self.waiting_for_ssm:
             return interval
         in_flight = sum(len(still_open) for still_open in self.open_invocations.values()) + len(self.output_to_fetch)
-        if in_flight <= TAIL_INSTANCES:
+        if in_flight <= max(TAIL_INSTANCES, TAIL_SHARE * len(self.command_of)):
             return min(interval, max(1.0, interval / 3))
         return interval
 
@@ -574,7 +588,7 @@ class AgentInstall:
                         continue
                     del still_open[instance_id]
                     if status == "Success":
-                        self.awaiting_registration[instance_id] = (command_id, self.clock())
+                        self.awaiting_registration[instance_id] = (command_id, self.clock() + self.settings["registration_timeout"])
                     else:
                         self.output_to_fetch[instance_id] = (command_id, status, details)
             if not still_open:
@@ -613,14 +627,14 @@ class AgentInstall:
         servers = list_source_servers(self.drs, instance_ids=list(self.awaiting_registration))
         live = {iid: server for iid, server in servers_by_instance_id(servers).items() if not is_stale(server)}
         now = self.clock()
-        for instance_id, (command_id, succeeded_at) in list(self.awaiting_registration.items()):
+        for instance_id, (command_id, registration_deadline) in list(self.awaiting_registration.items()):
             server = live.get(instance_id)
             if server is not None:
                 del self.awaiting_registration[instance_id]
                 self._settle(instance_id, INSTALLED, command_id=command_id, ssm_status="Success",
                              ssm_status_details="Success", response_code=0,
                              source_server_id=server.get("sourceServerID"))
-            elif now - succeeded_at >= self.settings["registration_timeout"]:
+            elif now >= registration_deadline:
                 del self.awaiting_registration[instance_id]
                 self._not_registered(instance_id, command_id)
 
@@ -645,7 +659,7 @@ class AgentInstall:
             self._settle(instance_id, FAILED, command_id=command_id, ssm_status=status, ssm_status_details=details,
                          error_category=failures.classify(details),
                          reason=f"SSM reported {status} ({details}); its output was not readable before the timeout")
-        for instance_id, (command_id, _succeeded_at) in self.awaiting_registration.items():
+        for instance_id, (command_id, _registration_deadline) in self.awaiting_registration.items():
             self._settle(instance_id, TIMED_OUT, command_id=command_id, ssm_status="Success",
                          ssm_status_details="Success", error_category=failures.TIMEOUT,
                          reason=f"SSM Success, but not yet registered in DRS after {limit} s")

@@ -26,8 +26,10 @@ description:
   - In check mode, the module reads DRS and SSM once and returns the plan; nothing is sent.
   - With O(targets), one run installs into several account-regions at once, each followed in its own thread;
     the top-level return values then sum up all targets and RV(targets) holds each target's own.
-  - Near the end of a run (at most two invocations still running in SSM, or only registrations left to
-    confirm) it polls at a third of O(poll_interval), at least every second, to notice the end sooner.
+  - Near the end of a run (at most two invocations, or a tenth of those sent, still running in SSM, or only
+    registrations left to confirm) it polls at a third of O(poll_interval), at least every second, to notice the
+    end sooner. An instance not registered by its O(registration_timeout), or still offline at
+    O(ssm_online_timeout), is settled at that deadline rather than at the next poll.
   - "Progress: a task run with C(async) cannot print while it waits, so O(progress_file) receives a JSON document,
     replaced at every poll, with keys C(updated_at), C(elapsed_seconds), C(total), C(done), C(failed),
     C(in_flight), C(awaiting_registration), C(waiting_for_ssm) and C(counts) (per status)."

@@ -53,7 +53,8 @@ options:
     default: 7200
   poll_interval:
     description:
-      - Seconds between two looks at the jobs.
+      - Seconds between two looks at the jobs. Once the jobs' progress files say every instance is settled, the
+        jobs are only writing their results, and they are looked at every tenth of a second until they have.
     type: int
     default: 5
   progress_interval:

@@ -162,10 +162,12 @@ def client_error(code):
 
 
 class FakeSsm:
-    """Installs that take ``duration`` seconds; outcome per instance: success, failed or hang."""
+    """Installs that take ``duration`` seconds (or their own, in ``durations``); outcome per instance: success,
+    failed or hang."""
 
-    def __init__(self, clock, online, outcomes, duration=20):
+    def __init__(self, clock, online, outcomes, duration=20, durations=None):
         self.clock, self.online, self.outcomes, self.duration = clock, online, outcomes, duration
+        self.durations = durations or {}
         self.calls, self.sent, self.fetched = {}, [], set()
 
     def _count(self, name):
@@ -185,7 +187,7 @@ class FakeSsm:
         return {"Command": {"CommandId": command_id, "DocumentName": request["DocumentName"]}}
 
     def _state(self, command, instance_id):
-        if self.clock() - command["at"] < self.duration or self.outcomes[instance_id] == "hang":
+        if self.clock() - command["at"] < self.durations.get(instance_id, self.duration) or self.outcomes[instance_id] == "hang":
             return "InProgress", "In Progress"
         return ("Success", "Success") if self.outcomes[instance_id] == "success" else ("Failed", "Failed")
 
@@ -297,15 +299,18 @@ def test_stale_servers_do_not_count_as_registered():
     assert report["counts"]["installed"] == 1
 
 
+class NeverRegisters(FakeDrs):
+    """DRS in which no agent ever registers."""
+
+    def describe_source_servers(self, **kwargs):
+        self.calls += 1
+        return {"items": []}
+
+
 def test_success_without_a_source_server_is_reported_as_such():
     ids = [instance(1)]
     clock = Clock()
     ssm = FakeSsm(clock, {ids[0]: "Online"}, {ids[0]: "success"})
-
-    class NeverRegisters(FakeDrs):
-        def describe_source_servers(self, **kwargs):
-            self.calls += 1
-            return {"items": []}
 
     ssm.get_command_invocation = lambda **kwargs: {"ResponseCode": 0, "StandardOutputContent": "checksum mismatch"}
     engine = install.AgentInstall(ssm, NeverRegisters(ssm), options(instance_ids=ids, registration_timeout=30),
@@ -314,6 +319,29 @@ def test_success_without_a_source_server_is_reported_as_such():
     result = report["results"][0]
     assert result["status"] == "not_registered_after_success"
     assert "no source server" in result["remediation"] and result["stdout_tail"] == "checksum mismatch"
+
+
+def test_an_unregistered_success_is_reported_at_its_registration_deadline_not_at_the_next_poll():
+    ids = [instance(1)]
+    clock = Clock()
+    ssm = FakeSsm(clock, {ids[0]: "Online"}, {ids[0]: "success"})
+
+    ssm.get_command_invocation = lambda **kwargs: {"ResponseCode": 0, "StandardOutputContent": "checksum mismatch"}
+    engine = install.AgentInstall(ssm, NeverRegisters(ssm), options(instance_ids=ids, poll_interval=15, registration_timeout=12),
+                                  False, clock=clock, sleep=clock.sleep)
+    result = engine.run(check_mode=False)["results"][0]
+    # polls every 5 s (one install in flight) see Success at 20 s; the 12 s end at 32 s, three seconds before a poll
+    assert result["status"] == "not_registered_after_success"
+    assert result["duration_seconds"] == 32
+
+
+def test_instances_still_offline_are_given_up_at_the_ssm_deadline_not_at_the_next_poll():
+    ids = [instance(n) for n in range(2)]
+    report, ssm, _drs = run_engine(count=2, online={ids[0]: "Online", ids[1]: "ConnectionLost"}, ssm_online_timeout=7)
+    skipped = next(r for r in report["results"] if r["instance_id"] == ids[1])
+    assert skipped["status"] == "skipped_ssm_offline" and skipped["duration_seconds"] == 7
+    # a last look at 7 s, after the one at 5 s and the one before sending
+    assert ssm.calls["DescribeInstanceInformation"] == 3
 
 
 def test_the_overall_timeout_ends_what_is_still_running():
@@ -459,3 +487,15 @@ def test_the_engine_notices_the_end_sooner_than_a_full_poll_interval():
     report, ssm, _drs = run_engine(count=1, poll_interval=15)
     # the install takes 20 s; with at most two installs in flight it polls every 5 s (a third of 15), not at 30 s
     assert report["results"][0]["duration_seconds"] == 20
+
+
+def test_the_last_tenth_of_a_batch_is_followed_as_closely_as_the_last_two():
+    clock = Clock()
+    ids = [instance(n) for n in range(30)]
+    ssm = FakeSsm(clock, dict.fromkeys(ids, "Online"), dict.fromkeys(ids, "success"), durations=dict.fromkeys(ids[:3], 24))
+    engine = install.AgentInstall(ssm, FakeDrs(ssm), options(instance_ids=ids, poll_interval=10), False,
+                                  clock=clock, sleep=clock.sleep)
+    report = engine.run(check_mode=False)
+    # at 20 s three of thirty are still running: a tenth, so the next looks come every 10/3 s and see them at
+    # 26.7 s rather than at 30 s
+    assert max(result["duration_seconds"] for result in report["results"]) == 26.7
