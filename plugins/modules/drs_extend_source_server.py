@@ -25,8 +25,7 @@ description:
   - A server DRS rejects (C(ValidationException), C(ResourceNotFoundException)) is skipped with its reason and the
     others go on; the module then fails with every result returned. Access denied or an uninitialized account
     stops the run with the setup step to take.
-  - Throttling errors are retried with jittered backoff (see the retry notes below); connection errors and timeouts
-    are retried by botocore.
+  - Throttling errors are retried with jittered backoff; connection errors and timeouts are retried by botocore.
 author:
   - DRS orchestration contributors (@drs-orchestration)
 options:
