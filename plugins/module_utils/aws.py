@@ -11,11 +11,14 @@ List calls are paged with ``pages()``: a throttled page is retried on its own, n
 starting the listing again from the first page.
 """
 
+import datetime
 import threading
 
 try:
     import boto3
     import botocore.config
+    import botocore.session
+    from botocore.utils import parse_timestamp
 except ImportError:
     pass  # AnsibleAWSModule reports a missing boto3
 
@@ -53,6 +56,20 @@ def pages(call, request_token="NextToken", response_token=None, **params):
         params = dict(params, **{request_token: token})
 
 
+def read_timestamp(value):
+    """A response timestamp as botocore reads it (an aware datetime), with the standard library's ISO 8601
+    parser first: botocore's own goes through dateutil's general parser, which takes a third of the time
+    of parsing a large DescribeInstances answer (three timestamps per instance). Anything that parser
+    does not take (epoch numbers, other formats, ``Z`` before Python 3.11) goes to botocore's."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return parse_timestamp(value)
+        return parsed
+    return parse_timestamp(value)
+
+
 class ClientFactory:
     """Clients for several accounts and regions in one module run, for threads that each follow one.
 
@@ -61,7 +78,8 @@ class ClientFactory:
     dozen copies. Here every client comes from one Session, made under a lock because Sessions are not
     thread-safe, while the clients it returns are, so each thread uses its own clients freely.
     Connection settings (endpoint, profile, certificate checks, botocore config) are the module's;
-    ``region`` and ``credentials`` override the module's region and keys per client.
+    ``region`` and ``credentials`` override the module's region and keys per client. Timestamps in
+    responses are read with ``read_timestamp``.
     """
 
     def __init__(self, module):
@@ -75,7 +93,9 @@ class ClientFactory:
         self.params = params
         self.lock = threading.Lock()
         with self.lock:
-            self.session = boto3.session.Session(profile_name=profile)
+            botocore_session = botocore.session.get_session()
+            botocore_session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=read_timestamp)
+            self.session = boto3.session.Session(botocore_session=botocore_session, profile_name=profile)
 
     def client(self, service, region=None, credentials=None):
         """A retrying client (``aws_retry=True`` per call, as ``module.client(..., retry_decorator=RETRY)``).

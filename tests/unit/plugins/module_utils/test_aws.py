@@ -1,0 +1,77 @@
+import datetime
+
+import botocore.session
+import pytest
+from botocore.utils import parse_timestamp
+
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import ClientFactory
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import read_timestamp
+
+DESCRIBE_INSTANCES_BODY = b"""<?xml version="1.0" encoding="UTF-8"?>
+<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+  <requestId>r-1</requestId>
+  <reservationSet><item><reservationId>r-1</reservationId><instancesSet><item>
+    <instanceId>i-0123456789abcdef0</instanceId>
+    <launchTime>2026-11-26T04:23:40.000Z</launchTime>
+  </item></instancesSet></item></reservationSet>
+</DescribeInstancesResponse>"""
+
+
+@pytest.mark.parametrize("value", [
+    "2026-11-26T04:23:40.000Z",
+    "2026-11-26T04:23:40Z",
+    "2026-11-26T04:23:40.123456Z",
+    "2026-11-26T04:23:40+02:00",
+    "2026-11-26T04:23:40",
+    "Thu, 26 Nov 2026 04:23:40 GMT",
+    "1795667449.5",
+    1795667449,
+    1795667449.25,
+])
+def test_timestamps_read_as_botocore_reads_them(value):
+    ours, botocores = read_timestamp(value), parse_timestamp(value)
+    assert ours == botocores
+    assert (ours.utcoffset() is None) == (botocores.utcoffset() is None)
+
+
+def test_a_timestamp_that_no_parser_takes_is_refused_like_botocore():
+    with pytest.raises(ValueError):
+        parse_timestamp("not a time")
+    with pytest.raises(ValueError):
+        read_timestamp("not a time")
+
+
+class FakeModule:
+    """What get_aws_connection_info reads from an AnsibleAWSModule."""
+
+    def __init__(self):
+        self.params = {"region": "us-east-1", "endpoint_url": None, "profile": None, "access_key": "AKIDEXAMPLE",
+                       "secret_key": "secret", "session_token": None, "validate_certs": True, "aws_ca_bundle": None,
+                       "aws_config": None}
+        self.check_mode = False
+
+    def fail_json(self, **kwargs):
+        raise AssertionError(kwargs)
+
+    def deprecate(self, *args, **kwargs):
+        pass
+
+    def warn(self, *args, **kwargs):
+        pass
+
+
+def parse_launch_time(parser_factory, operation):
+    parsed = parser_factory.create_parser("ec2").parse(
+        {"body": DESCRIBE_INSTANCES_BODY, "headers": {}, "status_code": 200}, operation.output_shape)
+    return parsed["Reservations"][0]["Instances"][0]["LaunchTime"]
+
+
+def test_factory_clients_read_response_timestamps_with_read_timestamp():
+    factory = ClientFactory(FakeModule())
+    operation = factory.client("ec2").client.meta.service_model.operation_model("DescribeInstances")
+    ours = parse_launch_time(factory.session._session.get_component("response_parser_factory"), operation)
+    botocores = parse_launch_time(botocore.session.get_session().get_component("response_parser_factory"), operation)
+    assert ours == botocores == datetime.datetime(2026, 11, 26, 4, 23, 40, tzinfo=datetime.timezone.utc)
+    # the standard library's parser answers with its own UTC; botocore's default with dateutil's
+    assert ours.tzinfo is datetime.timezone.utc
+    assert botocores.tzinfo is not datetime.timezone.utc
