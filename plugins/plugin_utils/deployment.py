@@ -343,7 +343,9 @@ def _figures(counts):
 
 def history_results(plan, outcomes):
     """Every instance result of the deployment, with its account, region, wave and, from the plan, its
-    name and priority: what drs_history_record records."""
+    name and priority: what drs_history_record records. drs_history_record keeps the details (SSM
+    status, error, output tails) of failed instances only and counts the others, so theirs are left
+    out: at thousands of instances they would be most of what the module is handed and echoes back."""
     planned = {
         instance["instance_id"]: instance
         for wave in plan["waves"] for target in wave["targets"] for instance in target["instances"]
@@ -353,8 +355,10 @@ def history_results(plan, outcomes):
         for target in outcome["targets"]:
             for result in target["results"]:
                 instance = planned.get(result["instance_id"], {})
+                kept = result if result["status"] in FAILED_STATUSES else {
+                    "instance_id": result["instance_id"], "status": result["status"]}
                 results.append(dict(
-                    result, account_id=target["account_id"], region=target["region"], wave=outcome["wave"],
+                    kept, account_id=target["account_id"], region=target["region"], wave=outcome["wave"],
                     name=instance.get("name"), priority=instance.get("priority"),
                 ))
     return results

@@ -112,11 +112,13 @@ def test_the_summary_adds_up_per_wave_and_per_account():
     assert summary["waves"][1]["accounts"]["777777777777"]["skipped"] == 1
 
 
-def test_history_results_carry_account_region_wave_name_and_priority():
+def test_history_results_carry_account_region_wave_name_and_priority_and_only_failures_in_detail():
     plan = build_plan([discovered(HR, "us-east-1", ("i-1", 1, "critical"), ("i-2", 2, "low"))], [HR])
     failed = {"instance_id": "i-1", "status": "failed", "error_category": "network"}
+    installed = {"instance_id": "i-2", "status": "installed", "command_id": "c-2", "ssm_status": "Success",
+                 "stdout_tail": "agent installed", "source_server_id": "s-2", "duration_seconds": 140.5}
     first = wave_outcome([job(HR, "us-east-1", ["i-1"], {"results": [failed]})], 1, 5)
-    second = wave_outcome([job(HR, "us-east-1", ["i-2"], {"results": [{"instance_id": "i-2", "status": "installed"}]})], 2, 5)
+    second = wave_outcome([job(HR, "us-east-1", ["i-2"], {"results": [installed]})], 2, 5)
 
     results = history_results(plan, [first, second])
 
