@@ -57,16 +57,16 @@ def pages(call, request_token="NextToken", response_token=None, **params):
 
 
 def read_timestamp(value):
-    """A response timestamp as botocore reads it (an aware datetime), with the standard library's ISO 8601
-    parser first: botocore's own goes through dateutil's general parser, which takes a third of the time
-    of parsing a large DescribeInstances answer (three timestamps per instance). Anything that parser
-    does not take (epoch numbers, other formats, ``Z`` before Python 3.11) goes to botocore's."""
+    """A response timestamp as botocore reads it (a datetime, aware when the text names a zone), with the
+    standard library's ISO 8601 parser first: botocore's own goes through dateutil's general parser, which
+    takes a third of the time of parsing a large DescribeInstances answer (three timestamps per instance).
+    Anything that parser does not take (epoch numbers, other formats, ``Z`` before Python 3.11) goes to
+    botocore's."""
     if isinstance(value, str):
         try:
-            parsed = datetime.datetime.fromisoformat(value)
+            return datetime.datetime.fromisoformat(value)
         except ValueError:
-            return parse_timestamp(value)
-        return parsed
+            pass
     return parse_timestamp(value)
 
 
