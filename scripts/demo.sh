@@ -12,7 +12,16 @@ summary=out/demo/summary.json
 report_dir=out/demo
 
 echo "== Instances by wave, as the amazon.aws.aws_ec2 inventory sees them"
-"$bin/ansible-inventory" -i inventories/lab/ --graph
+"$bin/ansible-inventory" -i inventories/lab/ --list | "$bin/python" -c '
+import json
+import sys
+
+groups = json.load(sys.stdin)
+waves = sorted((name for name in groups if name.startswith("wave_")), key=lambda name: int(name[5:]))
+for name in waves:
+    hosts = groups[name].get("hosts", [])
+    print(f"{name}: {len(hosts)} instance(s)")
+'
 echo "== Create the install document in the source account"
 "$bin/ansible-playbook" playbooks/setup_accounts.yml -e @playbooks/vars/lab_demo_setup.yml
 echo "== Create the deployment history table in the orchestration account"
@@ -23,7 +32,7 @@ rm -f "$summary"
     -e drs_agent_deploy_summary_file="$summary"
 echo "== Report of the last 24 hours"
 "$bin/ansible-playbook" playbooks/report.yml -e drs_report_output_dir="$report_dir"
-echo "== Report: $root/$report_dir/report.html (with deployments.json and failures.csv); summary: $summary"
+echo "== Report: $root/$report_dir/report.html (with deployments.json, failures.csv and unprotected.csv); summary: $summary"
 "$bin/python" - "$summary" <<'PY'
 import json
 import sys

@@ -27,6 +27,7 @@ class RunningLab:
             self.process.kill()
             raise RuntimeError(f"the lab did not start for {scenario}: {line}{self.process.stderr.read()}")
         self.url = line.split("lab ready: ", 1)[1].strip()
+        self.time_scale = None
 
     def stop(self):
         self.process.terminate()
@@ -45,7 +46,16 @@ class RunningLab:
         return self.control("stats")
 
     def reset(self):
-        return self.control("reset", {})
+        """The scenario's state again, at the time scale pinned with ``pin_time_scale`` (if any)."""
+        summary = self.control("reset", {})
+        if self.time_scale is not None:
+            self.control("clock", {"time_scale": self.time_scale})
+        return summary
+
+    def pin_time_scale(self, time_scale):
+        """Run at ``time_scale`` from now on, also after a reset."""
+        self.time_scale = time_scale
+        self.control("clock", {"time_scale": time_scale})
 
     def client(self, service, region="us-east-1", credentials=None, **config):
         keys = credentials or OPERATOR_KEYS

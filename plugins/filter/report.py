@@ -7,14 +7,17 @@
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import outcomes
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.report import (
     deployments_export,
     failures_csv,
     flatten_failures,
+    flatten_unprotected,
     percent,
     report_data,
     success_band,
     time_range,
+    unprotected_csv,
 )
 
 
@@ -25,13 +28,24 @@ def _time_range(since=None, until=None, now=None, window_hours=24):
         raise AnsibleFilterError(str(error)) from None
 
 
+def _report_data(deployments, filters=None, generated_at=None):
+    # An instance status outcomes does not know means the history holds items this collection cannot count:
+    # the report stops rather than count them as something else.
+    try:
+        return report_data(deployments, filters, generated_at)
+    except outcomes.UnknownStatus as error:
+        raise AnsibleFilterError(f"the deployment history holds an unknown instance status: {error}") from None
+
+
 class FilterModule:
     def filters(self):
         return {
             "drs_report_time_range": _time_range,
-            "drs_report_data": report_data,
+            "drs_report_data": _report_data,
             "drs_report_failures": flatten_failures,
             "drs_report_failures_csv": failures_csv,
+            "drs_report_unprotected": flatten_unprotected,
+            "drs_report_unprotected_csv": unprotected_csv,
             "drs_report_deployments_export": deployments_export,
             "drs_report_percent": percent,
             "drs_success_band": success_band,

@@ -22,6 +22,8 @@ SSM_PAGE_SIZE = 50
 SSM_ID_CHUNK = SSM_PAGE_SIZE
 
 NOT_MANAGED = {"managed": False, "ping_status": "NotManaged"}
+# A deployment installs on running instances only.
+INSTANCE_STATES_DEPLOYED = ["running"]
 
 
 def chunks(items, size):

@@ -14,13 +14,13 @@ Options are checked by ``option_errors`` before any AWS call.
 """
 
 import re
-import time
 
 try:
     from botocore.exceptions import BotoCoreError, ClientError
 except ImportError:
     pass  # AnsibleAWSModule reports a missing botocore
 
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import metrics
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import pages
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.source_servers import FILTER_CHUNK
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.source_servers import list_source_servers
@@ -39,12 +39,6 @@ DEPLOYMENT_ID_TAG = "DeploymentId"
 ALREADY_EXTENDED_CODES = ("ConflictException", "ValidationException")
 EXTENDED = "EXTENDED"
 EXTENSION_ERROR = "EXTENSION_ERROR"
-METRIC_UNITS = (
-    ("ExtendedSourceServers", "extended", "Count"),
-    ("ExtensionFailures", "failed_servers", "Count"),
-    ("AlreadyExtendedCount", "already_extended", "Count"),
-)
-
 SETUP_STEP = (
     "deploy the target account's role with playbooks/setup_accounts.yml (roles/drs_account_setup/files/"
     "target-account-role.yml grants the extension actions)"
@@ -79,25 +73,33 @@ def option_errors(params):
         elif params.get("region") and match.group(1) != params["region"]:
             errors.append(f"source_server_arns: {arn} is in region {match.group(1)}; this run extends in "
                           f"{params['region']}: set region to the servers' region")
+    return errors + setting_errors(params)
+
+
+def setting_errors(params, name=str):
+    """What is wrong with the settings an extension shares with a deployment (tags, capacity, waits);
+    ``name(option)`` is how an option is called in messages."""
+    errors = []
     if params["capacity_limit"] < 1:
-        errors.append(f"capacity_limit: {params['capacity_limit']} must be at least 1 (DRS allows 300 per account and region)")
+        errors.append(f"{name('capacity_limit')}: {params['capacity_limit']} must be at least 1 (DRS allows 300 per "
+                      "account and region)")
     for threshold in params["capacity_warning_thresholds"]:
         if not 0 < threshold <= 100:
-            errors.append(f"capacity_warning_thresholds: {threshold} is not a percentage from 1 to 100")
+            errors.append(f"{name('capacity_warning_thresholds')}: {threshold} is not a percentage from 1 to 100")
     for key, value in (params.get("tags") or {}).items():
-        errors.extend(_tag_errors(key, value))
+        errors.extend(_tag_errors(name("tags"), key, value))
     if params["wait_timeout"] < 1:
-        errors.append("wait_timeout: give a number of seconds, at least 1")
+        errors.append(f"{name('wait_timeout')}: give a number of seconds, at least 1")
     return errors
 
 
-def _tag_errors(key, value):
+def _tag_errors(name, key, value):
     if not isinstance(key, str) or not 0 < len(key) <= MAX_TAG_KEY_LENGTH:
-        return [f"tags: the key {key!r} must be 1 to {MAX_TAG_KEY_LENGTH} characters"]
+        return [f"{name}: the key {key!r} must be 1 to {MAX_TAG_KEY_LENGTH} characters"]
     if key.lower().startswith("aws:"):
-        return [f"tags: the key {key!r} starts with aws:, which AWS reserves; choose another key"]
+        return [f"{name}: the key {key!r} starts with aws:, which AWS reserves; choose another key"]
     if not isinstance(value, str) or len(value) > MAX_TAG_VALUE_LENGTH:
-        return [f"tags: the value of {key!r} must be a string of at most {MAX_TAG_VALUE_LENGTH} characters (quote it)"]
+        return [f"{name}: the value of {key!r} must be a string of at most {MAX_TAG_VALUE_LENGTH} characters (quote it)"]
     return []
 
 
@@ -211,7 +213,7 @@ def capacity_warnings(figures, target_account_id, region, left_out_count):
 class Extension:
     """One run: extend a staging account's servers into the target account of ``drs``."""
 
-    def __init__(self, drs, params, target_account_id, region, clock=time):
+    def __init__(self, drs, params, target_account_id, region, clock):
         self.drs = drs
         self.params = params
         self.staging = params["staging_account_id"]
@@ -225,13 +227,13 @@ class Extension:
         return setup_error(error, self.target_account_id, self.staging, self.region, action)
 
     def run(self, check_mode):
-        started = self.clock.time()
+        started = self.clock.now()
         existing, already, extensible = self._look()
         if self.params["wait"] and not check_mode:
             # a server that just registered in the staging account may take a moment to become extensible
             deadline = started + self.params["wait_timeout"]
-            while self._unknown(already, extensible) and self.clock.time() < deadline:
-                self.clock.sleep(min(self.params["poll_interval"], max(deadline - self.clock.time(), 0)))
+            while self._unknown(already, extensible) and self.clock.now() < deadline:
+                self.clock.sleep(min(self.params["poll_interval"], max(deadline - self.clock.now(), 0)))
                 existing, already, extensible = self._look()
         candidates = self._candidates(already, extensible)
 
@@ -284,7 +286,7 @@ class Extension:
                             "failed": len(result["failed_servers"]), "left_out": len(result["left_out"])}
         if "would_extend" in result:
             result["counts"]["would_extend"] = len(result["would_extend"])
-        result["duration_seconds"] = round(self.clock.time() - started, 3)
+        result["duration_seconds"] = round(self.clock.now() - started, 3)
         return result
 
     def _candidates(self, already, extensible):
@@ -365,7 +367,7 @@ class Extension:
 
     def _confirm(self, created):
         """Wait until DescribeSourceServers shows every created server as extended."""
-        deadline = self.clock.time() + self.params["wait_timeout"]
+        deadline = self.clock.now() + self.params["wait_timeout"]
         pending = {fields["source_server_id"]: fields for fields in created}
         while pending:
             ids = sorted(pending)
@@ -377,9 +379,9 @@ class Extension:
                         continue
                     fields["staging_area_status"] = status
                     del pending[server["sourceServerID"]]
-            if not pending or self.clock.time() >= deadline:
+            if not pending or self.clock.now() >= deadline:
                 break
-            self.clock.sleep(min(self.params["poll_interval"], max(deadline - self.clock.time(), 0)))
+            self.clock.sleep(min(self.params["poll_interval"], max(deadline - self.clock.now(), 0)))
         for fields in created:
             fields["confirmed"] = fields["source_server_id"] not in pending and fields["staging_area_status"] == EXTENDED
         if pending:
@@ -398,24 +400,14 @@ class Extension:
             })
 
 
-def metric_data(result, staging_account_id):
-    """The run's figures, per staging account and without dimensions (which alarms watch)."""
-    data = []
-    for dimensions in ([{"Name": "StagingAccountId", "Value": staging_account_id}], []):
-        for name, key, unit in METRIC_UNITS:
-            data.append({"MetricName": name, "Dimensions": dimensions, "Value": float(len(result[key])), "Unit": unit})
-        data.append({"MetricName": "ExtensionDuration", "Dimensions": dimensions,
-                     "Value": float(result["duration_seconds"]), "Unit": "Seconds"})
-    return data
-
-
-def extend(drs, params, target_account_id, region, check_mode, warn, cloudwatch=None):
-    """Extend, then publish the metrics when a namespace is given (a failure to publish only warns)."""
-    result = Extension(drs, params, target_account_id, region).run(check_mode)
+def extend(drs, params, target_account_id, region, check_mode, warn, clock, cloudwatch=None):
+    """Extend, then publish the metrics when a namespace is given (a failure to publish only warns). ``clock``
+    (module_utils.clock) paces the waits."""
+    result = Extension(drs, params, target_account_id, region, clock).run(check_mode)
     if cloudwatch is not None and params.get("metrics_namespace") and not check_mode:
         try:
-            cloudwatch.put_metric_data(Namespace=params["metrics_namespace"],
-                                       MetricData=metric_data(result, params["staging_account_id"]), aws_retry=True)
+            metrics.put(cloudwatch, params["metrics_namespace"],
+                        metrics.extension_metrics(result, params["staging_account_id"]))
             result["metrics_published"] = True
         except (BotoCoreError, ClientError) as error:
             result["metrics_published"] = False

@@ -118,5 +118,16 @@ def remediation(category, region, account="the staging account"):
     return REMEDIATIONS[category].format(region=region, account=account)
 
 
+CANCELLED_REMEDIATION = (
+    "The install ran longer than install_timeout ({limit} s) and was cancelled: look at the instance (load, "
+    "bandwidth to the DRS S3 buckets, an installer waiting for input), raise install_timeout if installs are this "
+    "slow there, then re-run."
+)
+
+
+def cancelled_remediation(limit):
+    return CANCELLED_REMEDIATION.format(limit=limit)
+
+
 def not_registered_remediation(region, account):
     return NOT_REGISTERED_REMEDIATION.format(region=region, account=account)

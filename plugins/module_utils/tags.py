@@ -55,17 +55,17 @@ def _check_tag_value(option, value):
     return value
 
 
-def check_tag_filters(tag_filters):
+def check_tag_filters(tag_filters, name="tag_filters"):
     """``{key: value or [values]}`` as ``{key: [values]}``, or TagInputError naming the bad entry."""
     if not isinstance(tag_filters, dict) or not tag_filters:
         raise TagInputError(
-            "tag_filters: give at least one tag to match, as a mapping of tag key to a value or a list of "
+            f"{name}: give at least one tag to match, as a mapping of tag key to a value or a list of "
             "values, such as {\"dr:enabled\": \"true\"}"
         )
     checked = {}
     for key, values in tag_filters.items():
-        check_tag_key("tag_filters", key)
-        option = f"tag_filters[{key!r}]"
+        check_tag_key(name, key)
+        option = f"{name}[{key!r}]"
         if isinstance(values, (list, tuple)):
             if not values:
                 raise TagInputError(f"{option}: the list of values is empty; give at least one value to match")
@@ -75,7 +75,7 @@ def check_tag_filters(tag_filters):
     return checked
 
 
-def parse_wave_filter(waves):
+def parse_wave_filter(waves, name="waves"):
     """The ``waves`` option as a sorted list of distinct wave numbers (None: every wave)."""
     if waves is None:
         return None
@@ -83,10 +83,10 @@ def parse_wave_filter(waves):
     for wave in waves:
         text = wave.strip() if isinstance(wave, str) else wave
         if isinstance(text, bool) or not (isinstance(text, int) or (isinstance(text, str) and WAVE_NUMBER.match(text))):
-            raise TagInputError(f"waves: {wave!r} is not a wave number; give whole numbers such as 1, 2 or 10")
+            raise TagInputError(f"{name}: {wave!r} is not a wave number; give whole numbers such as 1, 2 or 10")
         number = int(text)
         if number < 0:
-            raise TagInputError(f"waves: {wave!r} is negative; wave numbers are 0 or more")
+            raise TagInputError(f"{name}: {wave!r} is negative; wave numbers are 0 or more")
         numbers.add(number)
     return sorted(numbers)
 

@@ -22,9 +22,9 @@ description:
     message naming the option.
   - Read-only; it never changes anything and is safe in check mode.
   - AWS calls, whatever the size of the fleet, are one paged C(ec2:DescribeInstances) (1,000 instances
-    a page), one C(sts:GetCallerIdentity) (none for a target whose O(targets[].account_id) is given), and
-    one C(ssm:DescribeInstanceInformation) per 50 instances found.
-  - With O(targets), every account-region is discovered at once, each in its own thread.
+    a page), one C(sts:GetCallerIdentity), and one C(ssm:DescribeInstanceInformation) per 50 instances found.
+  - The C(drs_agent_deploy) role discovers every account-region of a deployment at once with the same code (see
+    M(drs_orchestration.agent_deployer.drs_rollout)).
 author:
   - DRS orchestration contributors (@drs-orchestration)
 options:
@@ -68,41 +68,6 @@ options:
       - Look up each instance in Systems Manager and report its ping status, platform and agent version.
     type: bool
     default: true
-  targets:
-    description:
-      - Discover several account-regions in one run, each in its own thread with its own AWS clients, for
-        example every account-region of a deployment. The other options apply to every target.
-      - The answer is then RV(discoveries), one entry per target; a target that cannot be discovered is
-        reported there with C(failed) and C(msg), and fails the task after every target was looked at.
-    type: list
-    elements: dict
-    suboptions:
-      name:
-        description:
-          - The target's name in RV(discoveries). Defaults to C(<account_id>/<region>).
-        type: str
-      region:
-        description:
-          - The region to search.
-        type: str
-        required: true
-      account_id:
-        description:
-          - The account of the target's credentials, when known (for example from the role that was assumed).
-            It spares the C(sts:GetCallerIdentity) call that finds it.
-        type: str
-      access_key:
-        description:
-          - Access key of the target's credentials. Defaults to the module's credentials.
-        type: str
-      secret_key:
-        description:
-          - Secret key that goes with O(targets[].access_key).
-        type: str
-      session_token:
-        description:
-          - Session token that goes with O(targets[].access_key), for temporary (assumed role) credentials.
-        type: str
 notes:
   - Permissions used are C(sts:GetCallerIdentity), C(ec2:DescribeInstances) and, with
     O(include_ssm_status=true), C(ssm:DescribeInstanceInformation).
@@ -123,30 +88,9 @@ EXAMPLES = r"""
     msg: "wave {{ item.wave }}: {{ item.instance_ids | join(', ') }}"
   loop: "{{ discovered.waves }}"
 
-- name: Discover two accounts in two regions at once
+- name: Only the instances of waves 1 and 2 that belong to two applications, without SSM lookups
   drs_orchestration.agent_deployer.drs_discover:
-    targets:
-      - region: us-east-1
-        account_id: "222222222222"
-        access_key: "{{ retail.sts_creds.access_key }}"
-        secret_key: "{{ retail.sts_creds.secret_key }}"
-        session_token: "{{ retail.sts_creds.session_token }}"
-      - region: us-west-2
-        account_id: "222222222222"
-        access_key: "{{ retail.sts_creds.access_key }}"
-        secret_key: "{{ retail.sts_creds.secret_key }}"
-        session_token: "{{ retail.sts_creds.session_token }}"
-      - region: us-east-1
-  register: everywhere
-
-- name: Discover wave 1 and 2 of an application in another account, with the group's credentials
-  module_defaults:
-    group/drs_orchestration.agent_deployer.drs:
-      access_key: "{{ source_role.sts_creds.access_key }}"
-      secret_key: "{{ source_role.sts_creds.secret_key }}"
-      session_token: "{{ source_role.sts_creds.session_token }}"
-      region: us-west-2
-  drs_orchestration.agent_deployer.drs_discover:
+    region: us-west-2
     tag_filters:
       dr:enabled: "true"
       Application: [orders, storefront]
@@ -157,17 +101,17 @@ EXAMPLES = r"""
 RETURN = r"""
 account_id:
   description: The account the credentials belong to, where the instances were searched.
-  returned: when O(targets) is not given
+  returned: always
   type: str
   sample: "222222222222"
 region:
   description: The region searched.
-  returned: when O(targets) is not given
+  returned: always
   type: str
   sample: us-east-1
 instances:
   description: Every instance found, ordered by wave then instance id (instances without a usable wave last).
-  returned: when O(targets) is not given
+  returned: always
   type: list
   elements: dict
   contains:
@@ -250,7 +194,7 @@ instances:
       sample: {"managed": true, "ping_status": "Online", "platform_type": "Linux", "agent_version": "3.3.40.0"}
 waves:
   description: The waves in numeric order, each with the ids of its instances.
-  returned: when O(targets) is not given
+  returned: always
   type: list
   elements: dict
   contains:
@@ -267,7 +211,7 @@ waves:
   sample: [{"wave": 1, "instance_ids": ["i-0123456789abcdef0"], "count": 1}]
 invalid_wave_instances:
   description: Instances whose wave tag is missing, not a whole number, or negative; they are in no wave.
-  returned: when O(targets) is not given
+  returned: always
   type: list
   elements: dict
   contains:
@@ -283,7 +227,7 @@ invalid_wave_instances:
   sample: [{"instance_id": "i-0123456789abcdef0", "name": "batch-01", "reason": "the wave tag dr:wave='two' is not an integer"}]
 counts:
   description: How many instances were found, by kind.
-  returned: when O(targets) is not given
+  returned: always
   type: dict
   contains:
     instances:
@@ -311,19 +255,7 @@ counts:
       type: int
       returned: when O(include_ssm_status=true)
   sample: {"instances": 40, "in_waves": 39, "invalid_wave": 1, "waves": 3, "ssm_online": 37, "ssm_not_online": 2, "ssm_not_managed": 1}
-discoveries:
-  description:
-    - One entry per target of O(targets), in their order, each with C(name), C(account_id), C(region),
-      C(instances), C(waves), C(invalid_wave_instances) and C(counts) as described above, or with C(failed)
-      and C(msg) when the target could not be discovered. No credentials.
-  returned: when O(targets) is given
-  type: list
-  elements: dict
-  sample: [{"name": "222222222222/us-east-1", "account_id": "222222222222", "region": "us-east-1", "failed": false,
-            "instances": [], "waves": [], "invalid_wave_instances": [], "counts": {"instances": 0}}]
 """
-
-import threading
 
 try:
     from botocore.exceptions import BotoCoreError
@@ -336,7 +268,6 @@ from ansible.module_utils.basic import env_fallback
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import RETRY
-from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import ClientFactory
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.discovery import discover
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import DEFAULT_PRIORITY_TAG_KEY
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import DEFAULT_TAG_FILTERS
@@ -361,68 +292,7 @@ def checked_options(params):
     }
 
 
-TARGET_OPTIONS = dict(
-    name=dict(type="str"),
-    region=dict(type="str", required=True),
-    account_id=dict(type="str"),
-    access_key=dict(type="str", no_log=True),
-    secret_key=dict(type="str", no_log=True),
-    session_token=dict(type="str", no_log=True),
-)
 PERMISSIONS = "sts:GetCallerIdentity, ec2:DescribeInstances and ssm:DescribeInstanceInformation"
-
-
-def discover_target(factory, target, options):
-    """One target's discovery, or its failure with the reason; never raises for AWS errors."""
-    region = target["region"]
-    credentials = {key: target.get(key) for key in ("access_key", "secret_key", "session_token")}
-    entry = {"name": target["name"], "account_id": target.get("account_id"), "region": region}
-    try:
-        if not entry["account_id"]:
-            sts = factory.client("sts", region=region, credentials=credentials)
-            entry["account_id"] = sts.get_caller_identity(aws_retry=True)["Account"]
-        entry.update(discover(
-            factory.client("ec2", region=region, credentials=credentials),
-            factory.client("ssm", region=region, credentials=credentials),
-            entry["account_id"], region, options,
-        ))
-    except (BotoCoreError, ClientError) as e:
-        entry.update(failed=True, msg=f"Could not discover instances in {region}: check the credentials and that they "
-                                      f"allow {PERMISSIONS}: {e}")
-        return entry
-    entry["failed"] = False
-    return entry
-
-
-def discover_targets(module, options):
-    factory = ClientFactory(module)
-    targets = []
-    for target in module.params["targets"]:
-        target = dict(target)
-        target["name"] = target.get("name") or "/".join(part for part in (target.get("account_id"), target["region"]) if part)
-        targets.append(target)
-    found = [None] * len(targets)
-
-    def look(index):
-        try:
-            found[index] = discover_target(factory, targets[index], options)
-        except Exception as e:  # pylint: disable=broad-except
-            # a bug in one thread must not leave its target without an answer
-            found[index] = {"name": targets[index]["name"], "account_id": targets[index].get("account_id"),
-                            "region": targets[index]["region"], "failed": True,
-                            "msg": f"discovery stopped unexpectedly: {type(e).__name__}: {e}"}
-
-    threads = [threading.Thread(target=look, args=(index,), daemon=True) for index in range(len(targets))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    failed = [entry for entry in found if entry["failed"]]
-    if failed:
-        module.fail_json(msg=f"{len(failed)} of {len(found)} targets could not be discovered: "
-                             + "; ".join(f"{entry['name']}: {entry['msg']}" for entry in failed),
-                         discoveries=found)
-    module.exit_json(changed=False, discoveries=found)
 
 
 def main():
@@ -438,23 +308,13 @@ def main():
         waves=dict(type="list", elements="raw"),
         instance_states=dict(type="list", elements="str", choices=INSTANCE_STATES, default=["running"]),
         include_ssm_status=dict(type="bool", default=True),
-        targets=dict(type="list", elements="dict", options=TARGET_OPTIONS),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
 
     try:
         options = checked_options(module.params)
     except TagInputError as e:
-        if module.params["targets"] is not None:
-            # every target fails alike, so that a caller planning from the targets sees each one's reason
-            module.fail_json(msg=str(e), discoveries=[
-                {"name": target.get("name") or "/".join(part for part in (target.get("account_id"), target["region"]) if part),
-                 "account_id": target.get("account_id"), "region": target["region"], "failed": True, "msg": str(e)}
-                for target in module.params["targets"]])
         module.fail_json(msg=str(e))
-
-    if module.params["targets"] is not None:
-        discover_targets(module, options)
 
     try:
         account_id = module.client("sts", retry_decorator=RETRY).get_caller_identity(aws_retry=True)["Account"]

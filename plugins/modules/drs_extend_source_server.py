@@ -255,6 +255,8 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import extension
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import RETRY
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import ClockSettingError
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import configured_clock
 
 
 def main():
@@ -278,12 +280,16 @@ def main():
         errors.insert(0, "region: no region given; set region (or AWS_REGION) to the servers' region")
     if errors:
         module.fail_json(msg="invalid options: " + "; ".join(errors))
+    try:
+        clock = configured_clock()
+    except ClockSettingError as error:
+        module.fail_json(msg=str(error))
 
     try:
         account_id = module.client("sts", retry_decorator=RETRY).get_caller_identity(aws_retry=True)["Account"]
         cloudwatch = module.client("cloudwatch", retry_decorator=RETRY) if params["metrics_namespace"] else None
         result = extension.extend(module.client("drs", retry_decorator=RETRY), params, account_id, module.region,
-                                  module.check_mode, module.warn, cloudwatch)
+                                  module.check_mode, module.warn, clock, cloudwatch)
     except extension.ExtensionSetupError as error:
         module.fail_json(msg=str(error), **error.partial)
     except (BotoCoreError, ClientError) as error:

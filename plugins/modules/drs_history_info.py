@@ -10,13 +10,18 @@ module: drs_history_info
 version_added: 0.1.0
 short_description: Query the DynamoDB deployment history of DRS agent deployments
 description:
-  - Returns recorded deployments (one item per source account and deployment, see
-    M(drs_orchestration.agent_deployer.drs_history_record)) newest first, and their failed instances flattened.
+  - Returns recorded deployments (one item per source account and run, written by the C(drs_agent_deploy) role as
+    its runs go, or by M(drs_orchestration.agent_deployer.drs_history_record)) newest first, and their failed and
+    unprotected instances flattened.
+  - A run that is still going shows V(in_progress). A run whose item still says V(in_progress) after its lease
+    (C(lease_until), renewed by a running run at every write and at least every 5 minutes, 15 minutes long) was
+    killed without a chance to record its end, so it shows V(interrupted), with the recorded status in
+    C(recorded_status). A run stopped by Ctrl-C or a termination signal shows V(stopped).
   - Every combination of filters is answered by DynamoDB Query on the table or one of its indexes, never by a Scan.
     O(deployment_id) queries the table; else O(account_id) queries C(AccountIndex); else O(deployment_pattern)
     queries C(PatternIndex); else C(StatusIndex) is queried once per status wanted (O(status); with
-    O(failures_only) V(partial) and V(failed); with no filter or only a time range all three) and the answers are
-    merged by time. O(since) and O(until) are a key condition on C(timestamp); the other filters are applied as a
+    O(failures_only) V(partial), V(failed), V(stopped) and V(interrupted); with no filter or only a time range
+    every status) and the answers are merged by time. O(since) and O(until) are a key condition on C(timestamp); the other filters are applied as a
     filter expression.
   - At most O(limit) deployments are returned per call; RV(next_token) resumes where the call stopped when given
     back as O(next_token) with the same filters.
@@ -41,7 +46,7 @@ options:
     description:
       - Only deployments with this status.
     type: str
-    choices: [success, partial, failed]
+    choices: [in_progress, success, partial, failed, stopped, interrupted]
   deployment_pattern:
     description:
       - Only deployments with this pattern.
@@ -49,15 +54,15 @@ options:
     choices: [same-account, cross-account, multi-account]
   since:
     description:
-      - Only deployments that ended at or after this time, ISO 8601 (a time without zone is UTC) or epoch seconds.
+      - Only deployments that started at or after this time, ISO 8601 (a time without zone is UTC) or epoch seconds.
     type: str
   until:
     description:
-      - Only deployments that ended at or before this time, ISO 8601 or epoch seconds.
+      - Only deployments that started at or before this time, ISO 8601 or epoch seconds.
     type: str
   failures_only:
     description:
-      - Only deployments with status V(partial) or V(failed).
+      - Only deployments with status V(partial), V(failed), V(stopped) or V(interrupted).
     type: bool
     default: false
   limit:
@@ -102,8 +107,10 @@ EXAMPLES = r"""
 RETURN = r"""
 deployments:
   description:
-    - The deployments found, newest first, as M(drs_orchestration.agent_deployer.drs_history_record) wrote them (one
-      item per source account and deployment); numbers are integers or floats.
+    - The deployments found, newest first (one item per source account and run), with the attributes described
+      in the C(items) that M(drs_orchestration.agent_deployer.drs_history_record) returns; numbers are integers or floats.
+    - Besides, C(status) is the effective status (V(interrupted) for a run killed without recording its end, the
+      stored one then in C(recorded_status)), and C(failed_instances) lists the account's failed instances.
   returned: always
   type: list
   elements: dict
@@ -112,72 +119,35 @@ deployments:
       description: The deployment's id.
       type: str
     timestamp:
-      description: The deployment's end as ISO 8601 UTC with milliseconds, C(#) and the source account.
+      description: The item's sort key (the run's start, its source account and run).
       type: str
     source_account_id:
       description: The source account.
       type: str
-    source_account_name:
-      description: The source account's name, or its id.
-      type: str
-    deployment_pattern:
-      description: V(same-account), V(cross-account) or V(multi-account).
-      type: str
     status:
-      description: V(success), V(partial) or V(failed).
+      description: V(in_progress), V(success), V(partial), V(failed), V(stopped) or V(interrupted).
       type: str
-    regions:
-      description: The account's regions in the deployment.
+    recorded_status:
+      description: The stored status, when RV(deployments[].status) differs from it (V(in_progress) of an interrupted run).
+      type: str
+      returned: for interrupted runs
+    lease_until:
+      description: Until when a run still in progress is known to be going.
+      type: str
+      returned: for runs in progress
+    in_flight:
+      description: The installs a stopped or interrupted run left running, each with C(instance_id), C(command_id),
+        C(region) and C(wave); the next run that covers them adopts them and sets C(claimed_by).
       type: list
-      elements: str
-    staging_account_id:
-      description: The account the agents register in.
-      type: str
-    started_at:
-      description: When the deployment started (ISO 8601 UTC).
-      type: str
-    finished_at:
-      description: When the deployment ended (ISO 8601 UTC).
-      type: str
-    duration_seconds:
-      description: Seconds from start to end.
-      type: float
-    attempted:
-      description: Instances attempted.
-      type: int
-    installed:
-      description: Instances installed.
-      type: int
-    already_registered:
-      description: Instances already registered.
-      type: int
-    failed:
-      description: Instances failed, timed out or not registered after SSM success.
-      type: int
-    skipped:
-      description: Instances skipped, not attempted.
-      type: int
-    success_rate:
-      description: Installed plus already registered over attempted (0 to 1), V(null) when nothing was attempted.
-      type: float
-    stopped_after_wave:
-      description: The wave after which the rollout stopped, or V(null).
-      type: int
+      elements: dict
     failed_instances:
-      description: The account's unsuccessful instances (see RV(failed_instances) for their fields).
+      description: The account's failed instances (see RV(failed_instances) for their fields).
       type: list
       elements: dict
-    unreachable:
-      description: The account's regions not reached, each with C(region) and C(reason).
+    unprotected_instances:
+      description: The account's unprotected instances (see RV(unprotected_instances) for their fields).
       type: list
       elements: dict
-    ttl:
-      description: When DynamoDB expires the item, in epoch seconds.
-      type: int
-    extension:
-      description: Extension data recorded with the deployment.
-      type: dict
-      returned: when recorded
 failed_instances:
   description: The failed instances of the returned deployments, flattened, each with its deployment's fields.
   returned: always
@@ -193,35 +163,11 @@ failed_instances:
     source_account_id:
       description: The deployment item's source account.
       type: str
-    source_account_name:
-      description: The source account's name.
-      type: str
-    deployment_pattern:
-      description: The deployment's pattern.
-      type: str
     instance_id:
       description: The EC2 instance id.
       type: str
-    name:
-      description: The instance's name.
-      type: str
-    account_id:
-      description: The instance's account.
-      type: str
-    region:
-      description: The instance's region.
-      type: str
     status:
       description: V(failed), V(timed_out) or V(not_registered_after_success).
-      type: str
-    wave:
-      description: The instance's wave.
-      type: int
-    priority:
-      description: The instance's priority.
-      type: str
-    ssm_status:
-      description: The last SSM status of the install.
       type: str
     error_category:
       description: Why it failed.
@@ -232,6 +178,14 @@ failed_instances:
     remediation:
       description: What the operator should do.
       type: str
+unprotected_instances:
+  description:
+    - Every unprotected instance of the returned deployments (failed, skipped, still in flight, not started, without
+      a wave), flattened, each with its deployment's fields, C(instance_id), C(name), C(region), C(wave),
+      C(priority), C(status), C(error_category), C(reason) and C(remediation).
+  returned: always
+  type: list
+  elements: dict
 next_token:
   description: Give it back as O(next_token), with the same filters, for the next deployments; V(null) when there are
     no more.
@@ -243,6 +197,8 @@ count:
   type: int
   sample: 2
 """
+
+import datetime
 
 try:
     from botocore.exceptions import BotoCoreError
@@ -261,7 +217,7 @@ def main():
         table_name=dict(type="str", required=True),
         deployment_id=dict(type="str"),
         account_id=dict(type="str"),
-        status=dict(type="str", choices=list(history.DEPLOYMENT_STATUSES)),
+        status=dict(type="str", choices=list(history.FILTER_STATUSES)),
         deployment_pattern=dict(type="str", choices=list(history.PATTERNS)),
         since=dict(type="str"),
         until=dict(type="str"),
@@ -276,7 +232,8 @@ def main():
         module.fail_json(msg="; ".join(errors))
 
     try:
-        result = history.query_history(module.client("dynamodb", retry_decorator=RETRY), module.params)
+        result = history.query_history(module.client("dynamodb", retry_decorator=RETRY), module.params,
+                                       datetime.datetime.now(datetime.timezone.utc))
     except history.HistoryInputError as e:
         module.fail_json(msg=str(e))
     except (BotoCoreError, ClientError) as e:

@@ -8,23 +8,28 @@ DOCUMENTATION = r"""
 ---
 module: drs_history_record
 version_added: 0.1.0
-short_description: Record a DRS agent deployment in the DynamoDB deployment history
+short_description: Record a finished DRS agent deployment in the DynamoDB deployment history
 description:
-  - Records one deployment, from the per-instance results of M(drs_orchestration.agent_deployer.drs_ssm_install),
-    in the deployment history table that the C(drs_history_table) role creates, as one item per source account.
-  - Computes per account the counts, the success rate (installed plus already registered, over attempted; skipped
-    instances are counted apart and not attempted) and the status, and lists the failed instances with their wave,
-    priority, SSM status, error category, trimmed error message and remediation.
-  - "Status: V(success) when every attempted instance was installed or already registered (or nothing was to
-    be done); V(failed) when none was, when every instance was skipped, or when the account could not be reached
-    (O(unreachable)); V(partial) otherwise."
-  - Account names come from the C(name) of the O(accounts) entries, else AWS Organizations C(DescribeAccount), else the IAM account
-    alias when the account is the credentials' own, else the account id; each is looked up once per call and a
-    failed lookup is never fatal.
-  - Writes are conditional on the item not existing, so a retried write is never duplicated.
-  - When DynamoDB is unavailable or throttles beyond a few retries, the items are written to a JSON file in
-    O(spool_dir), the task warns and succeeds (unless O(fail_on_error=true)); every later call first writes the
-    spooled items of its table and removes each spool file once all its items are in the table.
+  - Records one finished deployment, from per-instance results (for example those of
+    M(drs_orchestration.agent_deployer.drs_ssm_install)), in the deployment history table that the
+    C(drs_history_table) role creates, as one item per source account. The C(drs_agent_deploy) role records its
+    runs itself, from their start (see M(drs_orchestration.agent_deployer.drs_rollout)); this module is for
+    deployments made otherwise.
+  - Computes per account the figures of the collection's outcome model (attempted, installed, already registered,
+    protected, failed, skipped, unprotected, success and failure rate; see M(drs_orchestration.agent_deployer.drs_rollout))
+    and the status, and lists every unprotected instance with its status, reason and remediation (failed ones with
+    their SSM status and error category).
+  - "Status: V(success) when every attempted instance is protected (or nothing was to be done); V(failed) when
+    none is, when nothing could be attempted though instances were there, or when the account could not be
+    reached (O(unreachable)); V(partial) otherwise."
+  - Account names come from the C(name) of the O(accounts) entries, else AWS Organizations C(DescribeAccount), else
+    the IAM account alias when the account is the credentials' own, else the account id; each is looked up once
+    per call and a failed lookup is never fatal.
+  - Writes are conditional on the table holding no newer revision of the item, so a retried write is never
+    duplicated.
+  - When DynamoDB is unavailable or throttles beyond a few retries, the items are written to files in
+    O(spool_dir), the task warns and succeeds (unless O(fail_on_error=true)); every later write to the table
+    (this module's, or a deployment's) first writes the spooled items and removes their files.
   - Optionally sends CloudWatch metrics per source account and for the whole run (O(metrics_namespace)).
   - Check mode writes nothing (not even the spool) and returns the items it would write.
   - The options are checked before any AWS call; a problem fails with a message naming the option.
@@ -40,12 +45,11 @@ options:
     description:
       - The per-instance results of the deployment, as M(drs_orchestration.agent_deployer.drs_ssm_install) returns
         them, each with its account and region added. Other keys are allowed and ignored.
-      - "Each needs C(instance_id), C(status) (one of C(installed), C(already_registered), C(failed), C(timed_out),
-        C(not_registered_after_success), C(skipped_ssm_offline), C(skipped_not_managed)), C(account_id) (12 digits)
-        and C(region)."
-      - "For the failure details, each may carry C(name), C(wave), C(priority), C(ssm_status), C(error_category),
-        C(error_message) or C(reason) (the first given is stored, trimmed, as C(error_message); else the last line
-        of C(stderr_tail)) and C(remediation)."
+      - "Each needs C(instance_id), C(status) (a status of the outcome model: C(installed), C(already_registered),
+        C(failed), C(timed_out), C(not_registered_after_success), C(skipped_ssm_offline), C(skipped_not_managed),
+        C(in_flight), C(not_started), C(no_wave)), C(account_id) (12 digits) and C(region)."
+      - "For the unprotected ones, each may carry C(name), C(wave), C(priority), C(ssm_status), C(command_id),
+        C(error_category), C(reason) (stored trimmed) and C(remediation)."
     type: list
     elements: dict
     default: []
@@ -102,13 +106,13 @@ options:
     description:
       - When given, CloudWatch metrics are sent to this namespace per source account, with dimensions C(Account)
         and C(DeploymentPattern) - C(SuccessRate) (percent; left out when nothing was attempted), C(Attempted),
-        C(Installed), C(Failed), C(Skipped) and C(DurationSeconds) - and the same for the whole run without
+        C(Installed), C(Failed), C(Skipped), C(Unprotected) and C(DurationSeconds) - and the same for the whole run without
         dimensions, which the alarms of the C(drs_monitoring) role watch.
       - A failure to send them is a warning, never fatal.
     type: str
   spool_dir:
     description:
-      - Where items are kept when DynamoDB cannot be written, one JSON file per call, readable by its owner only.
+      - Where items are kept when DynamoDB cannot be written, one JSON file per item, readable by its owner only.
       - Give a directory that persists between runs on the controller.
     type: path
     default: ~/.ansible/drs_history_spool
@@ -118,14 +122,10 @@ options:
     type: bool
     default: false
 notes:
-  - "Item layout: partition key C(deployment_id), sort key C(timestamp) = the deployment's end as ISO 8601 UTC with
-    milliseconds, then C(#) and the source account id (for example C(2025-06-01T12:00:00.000Z#222222222222)). The
-    items of a multi-account deployment share the C(deployment_id), have distinct keys and sort by time; each
-    is found through C(AccountIndex) by its own account. Other attributes - C(source_account_id),
-    C(source_account_name), C(deployment_pattern), C(status), C(regions), C(staging_account_id), C(started_at),
-    C(finished_at), C(duration_seconds), C(attempted), C(installed), C(already_registered), C(failed), C(skipped),
-    C(success_rate), C(stopped_after_wave), C(failed_instances), C(unreachable), C(ttl) and, when given,
-    C(extension). Credentials are never stored."
+  - "Item layout: partition key C(deployment_id), sort key C(timestamp) = the deployment's start as ISO 8601 UTC
+    with milliseconds, then C(#), the source account id, C(#) and the first 8 characters of the run's id (for
+    example C(2025-06-01T12:00:00.000Z#222222222222#0f8e4c1a)). Every index sorts items by this key. The
+    attributes are those of RV(items); credentials are never stored."
   - "Permissions: C(dynamodb:PutItem) on the table; with O(metrics_namespace), C(cloudwatch:PutMetricData); for
     account names (optional), C(organizations:DescribeAccount), C(sts:GetCallerIdentity) and
     C(iam:ListAccountAliases)."
@@ -184,9 +184,12 @@ items:
       description: The deployment's id (partition key).
       type: str
     timestamp:
-      description: The deployment's end as ISO 8601 UTC with milliseconds, C(#) and the source account (sort key).
+      description: The sort key (see the notes).
       type: str
-      sample: "2025-06-01T12:30:00.000Z#222222222222"
+      sample: "2025-06-01T12:00:00.000Z#222222222222#0f8e4c1a"
+    run_id:
+      description: The id of the run that wrote the item.
+      type: str
     source_account_id:
       description: The source account.
       type: str
@@ -197,14 +200,7 @@ items:
       description: V(same-account), V(cross-account) or V(multi-account).
       type: str
     status:
-      description: V(success), V(partial) or V(failed).
-      type: str
-    regions:
-      description: The account's regions in the deployment.
-      type: list
-      elements: str
-    staging_account_id:
-      description: The account the agents register in.
+      description: V(success), V(partial) or V(failed) (a deployment action's records also V(in_progress) and V(stopped)).
       type: str
     started_at:
       description: When the deployment started (ISO 8601 UTC).
@@ -215,65 +211,22 @@ items:
     duration_seconds:
       description: Seconds from start to end.
       type: float
+    by_status:
+      description: How many instances ended in each status of the outcome model.
+      type: dict
     attempted:
-      description: Instances attempted (every result that is not skipped).
-      type: int
-    installed:
-      description: Instances installed.
-      type: int
-    already_registered:
-      description: Instances already registered in DRS.
-      type: int
-    failed:
-      description: Instances failed, timed out or not registered after SSM success.
-      type: int
-    skipped:
-      description: Instances skipped (offline in SSM or not managed), not attempted.
+      description: Protected plus failed instances.
       type: int
     success_rate:
-      description: Installed plus already registered, over attempted (0 to 1); V(null) when nothing was attempted.
+      description: Protected over attempted (0 to 1); V(null) when nothing was attempted.
       type: float
-    stopped_after_wave:
-      description: The wave after which the rollout stopped, or V(null).
-      type: int
-    failed_instances:
-      description: The unsuccessful instances of the account.
+    unprotected_instances:
+      description:
+        - Every unprotected instance (up to 300; C(unprotected_left_out) counts the rest), with C(instance_id),
+          C(name), C(region), C(wave), C(priority), C(status), C(error_category), C(ssm_status), C(command_id),
+          C(reason) and C(remediation).
       type: list
       elements: dict
-      contains:
-        instance_id:
-          description: The EC2 instance id.
-          type: str
-        name:
-          description: The instance's name.
-          type: str
-        account_id:
-          description: The instance's account.
-          type: str
-        region:
-          description: The instance's region.
-          type: str
-        status:
-          description: V(failed), V(timed_out) or V(not_registered_after_success).
-          type: str
-        wave:
-          description: The instance's wave.
-          type: int
-        priority:
-          description: The instance's priority.
-          type: str
-        ssm_status:
-          description: The last SSM status of the install.
-          type: str
-        error_category:
-          description: Why it failed (V(unknown) when not known).
-          type: str
-        error_message:
-          description: The error message, trimmed to 500 characters.
-          type: str
-        remediation:
-          description: What the operator should do.
-          type: str
     unreachable:
       description: The account's regions that were not reached, each with C(region) (or V(null)) and C(reason).
       type: list
@@ -281,10 +234,6 @@ items:
     ttl:
       description: When DynamoDB expires the item, in epoch seconds.
       type: int
-    extension:
-      description: O(extension), without credentials.
-      type: dict
-      returned: when O(extension) was given
 spooled:
   description: The items that could not be written and were spooled by this call.
   returned: always
@@ -353,17 +302,13 @@ def main():
         module.fail_json(msg="; ".join(errors))
 
     try:
-        names = history.resolve_names(
-            module.params, history.AccountNames(lambda service: module.client(service, retry_decorator=RETRY))
-        )
-        result = history.record(
-            module.params,
-            module.client("dynamodb", retry_decorator=history.WRITE_RETRY),
-            names,
-            module.warn,
-            module.check_mode,
-            cloudwatch=module.client("cloudwatch", retry_decorator=RETRY) if module.params["metrics_namespace"] else None,
-        )
+        resolver = history.AccountNames(lambda service: module.client(service, retry_decorator=RETRY))
+        names = {account_id: name or resolver.name(account_id)
+                 for account_id, name in history.names_of(_record_accounts(module.params)).items()}
+        store = history.Store(module.client("dynamodb", retry_decorator=history.WRITE_RETRY),
+                              module.params["table_name"], module.params["spool_dir"], module.warn)
+        cloudwatch = module.client("cloudwatch", retry_decorator=RETRY) if module.params["metrics_namespace"] else None
+        result = history.record_finished(module.params, store, names, module.warn, module.check_mode, cloudwatch)
     except (BotoCoreError, ClientError) as e:
         module.fail_json_aws(e, msg=f"Could not record the deployment in {module.params['table_name']}")
     except OSError as e:
@@ -373,6 +318,12 @@ def main():
         module.fail_json(msg=f"The deployment history could not be written to {module.params['table_name']}: "
                          f"{result['error']}; the items were spooled to {result['spooled']['paths'][0]}", **result)
     module.exit_json(**result)
+
+
+def _record_accounts(params):
+    return {"accounts": params.get("accounts") or [],
+            "instances": [dict(result, account_id=str(result["account_id"])) for result in params["results"] or []],
+            "unreachable": [dict(entry, account_id=str(entry["account_id"])) for entry in params.get("unreachable") or []]}
 
 
 if __name__ == "__main__":

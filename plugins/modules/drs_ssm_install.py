@@ -9,108 +9,39 @@ module: drs_ssm_install
 short_description: Install the AWS Elastic Disaster Recovery agent on EC2 instances through SSM
 version_added: 0.1.0
 description:
-  - Installs the AWS Replication Agent on EC2 instances with SSM Run Command and does not return until every
-    instance is proven registered in AWS Elastic Disaster Recovery (DRS), failed, skipped or timed out.
+  - Installs the AWS Replication Agent on the EC2 instances of one account and region with SSM Run Command and
+    does not return until every instance is proven registered in AWS Elastic Disaster Recovery (DRS), failed,
+    skipped or timed out.
+  - Before sending, it looks for agent installs already running on the instances (sent by an earlier run that was
+    stopped, or by a run going on at the same time) and waits for those instead of sending a second one, so that no
+    instance ever runs two installers at once.
   - Instances already registered in DRS (a source server that is not C(DISCONNECTED)) are skipped unless
-    O(reinstall=true).
-  - Instances that are not C(Online) in Systems Manager are waited for up to O(ssm_online_timeout), then skipped
-    with the reason. Online instances are sent the install at once, in SendCommand batches of at most 50.
-  - Invocations are followed with one paginated ListCommandInvocations per command and poll; the full output of
-    an invocation is read only when it fails. An SSM C(Success) counts as installed only once the instance's
-    source server appears in DRS, checked with one paginated DescribeSourceServers listing per poll.
+    O(reinstall=true). Instances that are not C(Online) in Systems Manager are waited for up to
+    O(ssm_online_timeout), then skipped with the reason. Online instances are sent the install at once, in
+    SendCommand batches of at most 50.
+  - An SSM C(Success) counts as installed only once the instance's source server appears in DRS.
   - Agent tags are given to new source servers only; re-installs on registered servers are sent without them,
     because the installer refuses tags for an existing server.
   - For cross-account installs (O(staging_account_id) is not the account of the module's credentials) the
     collection's own document C(DRSOrchestration-InstallDRAgentCrossAccount) is used, which the
     C(drs_account_setup) role creates; registrations are confirmed with the staging credentials.
+  - With O(install_timeout), an install still running that long is cancelled (CancelCommand) and reported
+    C(timed_out), so that one hung installer does not hold the rest.
   - In check mode, the module reads DRS and SSM once and returns the plan; nothing is sent.
-  - With O(targets), one run installs into several account-regions at once, each followed in its own thread;
-    the top-level return values then sum up all targets and RV(targets) holds each target's own.
-  - Near the end of a run (at most two invocations, or a tenth of those sent, still running in SSM, or only
-    registrations left to confirm) it polls at a third of O(poll_interval), at least every second, to notice the
-    end sooner. An instance not registered by its O(registration_timeout), or still offline at
-    O(ssm_online_timeout), is settled at that deadline rather than at the next poll.
-  - "Progress: a task run with C(async) cannot print while it waits, so O(progress_file) receives a JSON document,
-    replaced at every poll, with keys C(updated_at), C(elapsed_seconds), C(total), C(done), C(failed),
-    C(in_flight), C(awaiting_registration), C(waiting_for_ssm) and C(counts) (per status)."
+  - The AWS calls grow with batches and changes, not with instances per poll; the statuses, the success rate
+    and the failure rate are those of the collection's outcome model (see RV(figures)).
+  - To install in many account-regions wave by wave, use the C(drs_agent_deploy) role (action
+    C(drs_orchestration.agent_deployer.drs_rollout)), which runs this same engine in every account-region of a
+    wave at once.
 author:
   - DRS orchestration contributors (@drs-orchestration)
 options:
   instance_ids:
     description:
-      - The EC2 instances to install the agent on, in the module's account and region.
-      - Duplicates are ignored.
-      - One of O(instance_ids) and O(targets) is required.
+      - The EC2 instances to install the agent on, in the module's account and region. Duplicates are ignored.
     type: list
     elements: str
-  targets:
-    description:
-      - Install into several account-regions at once, in one run of the module, for example every
-        account-region of a deployment wave. Each target is planned, sent, followed and confirmed as a run with
-        O(instance_ids) would be, in its own thread with its own AWS clients, with the common options (document,
-        agent tags, timeouts, intervals, O(max_failure_rate)) and its own account, region and staging settings.
-      - A target that cannot be installed (credentials, document, AWS errors, failure rate) does not stop the
-        others; the task fails after all of them ended, and RV(targets) says how each one went.
-      - Mutually exclusive with O(instance_ids); the module's own options then apply to a single target.
-    type: list
-    elements: dict
-    suboptions:
-      name:
-        description:
-          - The target's name in RV(targets) and messages, unique among the targets. Defaults to
-            C(<account_id>/<region>) (or the region).
-        type: str
-      instance_ids:
-        description:
-          - The EC2 instances to install the agent on, in the target's account and region.
-        type: list
-        elements: str
-        required: true
-      region:
-        description:
-          - The target's region. Defaults to the module's O(region).
-        type: str
-      account_id:
-        description:
-          - The account of the target's credentials, when known (for example from the role that was assumed).
-            It spares a C(sts:GetCallerIdentity) call to find it when O(targets[].staging_account_id) is given.
-        type: str
-      access_key:
-        description:
-          - Access key of the target's credentials. Defaults to the module's credentials.
-        type: str
-      secret_key:
-        description:
-          - Secret key that goes with O(targets[].access_key).
-        type: str
-      session_token:
-        description:
-          - Session token that goes with O(targets[].access_key), for temporary (assumed role) credentials.
-        type: str
-      drs_region:
-        description:
-          - The DRS region of the target's agents. Defaults to the target's region.
-        type: str
-      staging_account_id:
-        description:
-          - The account the target's agents register in, as O(staging_account_id).
-        type: str
-      staging_access_key:
-        description:
-          - Access key of credentials in O(targets[].staging_account_id), as O(staging_access_key).
-        type: str
-      staging_secret_key:
-        description:
-          - Secret key that goes with O(targets[].staging_access_key).
-        type: str
-      staging_session_token:
-        description:
-          - Session token that goes with O(targets[].staging_access_key).
-        type: str
-      progress_file:
-        description:
-          - The target's progress file, as O(progress_file).
-        type: path
+    required: true
   drs_region:
     description:
       - The region the agents replicate into (the DRS region). Defaults to the module's region.
@@ -172,13 +103,20 @@ options:
     default: 120
   timeout:
     description:
-      - Seconds the whole task may take; instances still in flight then end C(timed_out).
-      - Commands already sent keep running on the instances; a later run skips those that registered.
+      - Seconds the whole task may take; instances still in flight then end C(timed_out) and their installs go on
+        (a later run adopts them).
     type: int
     default: 4200
+  install_timeout:
+    description:
+      - Seconds one install may run. An install still running then is cancelled (CancelCommand) and ends
+        C(timed_out). Not set, installs run until they end or O(timeout) passes.
+    type: int
   poll_interval:
     description:
-      - Seconds between two polls of SSM and DRS.
+      - Seconds between two looks at SSM and DRS. Near the end (at most two invocations, or a tenth of those sent,
+        still running) a third of it, at least a second; while looks find nothing new, each waits twice as long
+        as the one before, up to four poll intervals. Deadlines are looked at when they fall due.
     type: int
     default: 15
   registration_timeout:
@@ -194,21 +132,15 @@ options:
     default: false
   max_failure_rate:
     description:
-      - The share (0 to 1) of attempted instances that may end C(failed), C(timed_out) or
-        C(not_registered_after_success) without failing the task. With the default V(0), any such instance
-        fails the task; all results are returned either way.
+      - The failure rate (RV(figures.failure_rate), 0 to 1) above which the task fails. With the default V(0), any
+        failed, timed out or unregistered instance fails the task; all results are returned either way.
     type: float
-    default: 0
-  progress_file:
-    description:
-      - A file replaced at every poll with the run's progress as JSON (see the description). Not written in
-        check mode.
-    type: path
+    default: 0.0
 notes:
   - The instances' own profile needs C(AmazonSSMManagedInstanceCore) and C(AWSElasticDisasterRecoveryEc2InstancePolicy).
-  - The module's credentials need ssm:DescribeInstanceInformation, ssm:SendCommand, ssm:ListCommandInvocations,
-    ssm:GetCommandInvocation and (same-account) drs:DescribeSourceServers; the staging credentials need
-    drs:DescribeSourceServers.
+  - The module's credentials need ssm:DescribeInstanceInformation, ssm:SendCommand, ssm:ListCommands,
+    ssm:ListCommandInvocations, ssm:CancelCommand (with O(install_timeout)) and (same-account)
+    drs:DescribeSourceServers; the staging credentials need drs:DescribeSourceServers.
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -223,7 +155,7 @@ EXAMPLES = r"""
     agent_tags:
       Application: orders
 
-- name: Install into a staging account, following progress from another task
+- name: Install into a staging account; cancel any install running over 30 minutes
   drs_orchestration.agent_deployer.drs_ssm_install:
     instance_ids: "{{ wave_instance_ids }}"
     region: us-east-1
@@ -231,37 +163,10 @@ EXAMPLES = r"""
     staging_access_key: "{{ staging.sts_creds.access_key }}"
     staging_secret_key: "{{ staging.sts_creds.secret_key }}"
     staging_session_token: "{{ staging.sts_creds.session_token }}"
-    progress_file: /tmp/drs-install-wave-1.json
+    install_timeout: 1800
     max_failure_rate: 0.05
-  async: 7200
-  poll: 0
-  register: install_job
 
-- name: Install in two account-regions at once, each with its own credentials, in one background job
-  drs_orchestration.agent_deployer.drs_ssm_install:
-    targets:
-      - name: 222222222222/us-east-1
-        instance_ids: "{{ east_instance_ids }}"
-        region: us-east-1
-        account_id: "222222222222"
-        access_key: "{{ source.sts_creds.access_key }}"
-        secret_key: "{{ source.sts_creds.secret_key }}"
-        session_token: "{{ source.sts_creds.session_token }}"
-        progress_file: /tmp/drs-install-east.json
-      - name: 222222222222/us-west-2
-        instance_ids: "{{ west_instance_ids }}"
-        region: us-west-2
-        account_id: "222222222222"
-        access_key: "{{ source.sts_creds.access_key }}"
-        secret_key: "{{ source.sts_creds.secret_key }}"
-        session_token: "{{ source.sts_creds.session_token }}"
-        progress_file: /tmp/drs-install-west.json
-    max_failure_rate: 1
-  async: 7200
-  poll: 0
-  register: wave_job
-
-- name: Show what would be installed and skipped
+- name: Show what would be installed, adopted and skipped
   drs_orchestration.agent_deployer.drs_ssm_install:
     instance_ids: "{{ wave_instance_ids }}"
   check_mode: true
@@ -270,7 +175,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 results:
-  description: One result per instance, in the order of O(instance_ids) (with O(targets), target after target).
+  description: One result per instance, in the order of O(instance_ids).
   returned: always
   type: list
   elements: dict
@@ -283,17 +188,20 @@ results:
       description: How the instance ended.
       type: str
       sample: installed
-      choices: [installed, already_registered, skipped_ssm_offline, skipped_not_managed, failed, timed_out,
-                not_registered_after_success]
+      choices: [installed, already_registered, failed, timed_out, not_registered_after_success, skipped_ssm_offline,
+                skipped_not_managed]
     command_id:
-      description: The SSM command that installed on the instance, if one was sent.
+      description: The SSM command that installed on the instance (sent by this run, or adopted), if any.
       type: str
+    adopted:
+      description: Whether the install was already running when the module started, and was waited for rather than sent.
+      type: bool
     ssm_status:
       description: The invocation's last SSM C(Status).
       type: str
       sample: Failed
     ssm_status_details:
-      description: The invocation's last SSM C(StatusDetails), or SSM's refusal message.
+      description: The install step's last SSM C(StatusDetails), or SSM's refusal message.
       type: str
       sample: Failed
     response_code:
@@ -307,7 +215,7 @@ results:
       type: str
       sample: network
     remediation:
-      description: One line telling the operator what to do, for unsuccessful results.
+      description: One line telling the operator what to do, for results other than C(installed) and C(already_registered).
       type: str
     stderr_tail:
       description: The last 20 lines of the install step's standard error, for unsuccessful results.
@@ -325,24 +233,51 @@ results:
     duration_seconds:
       description: Seconds from the start of the task until the instance's result was known.
       type: float
-counts:
-  description: How many instances ended in each status (every status is present).
+figures:
+  description:
+    - The figures of the results, as the collection's outcome model defines them (the same as the deploy role's
+      summary and history use).
   returned: always
   type: dict
-  sample: {installed: 18, already_registered: 2, skipped_ssm_offline: 1, skipped_not_managed: 1, failed: 1,
-           timed_out: 0, not_registered_after_success: 0}
-attempted:
-  description: Instances the module tried to install (installed, failed, timed out or not registered after success).
-  returned: always
-  type: int
-success_rate:
-  description: Installed instances over attempted ones, 1.0 when nothing was attempted.
-  returned: always
-  type: float
-failure_rate:
-  description: Failed, timed out and not registered instances over attempted ones, 0.0 when nothing was attempted.
-  returned: always
-  type: float
+  contains:
+    by_status:
+      description: How many instances ended in each status (every status of the model is present).
+      type: dict
+      sample: {installed: 18, already_registered: 2, failed: 1, timed_out: 0, not_registered_after_success: 0,
+               skipped_ssm_offline: 1, skipped_not_managed: 1, in_flight: 0, not_started: 0, no_wave: 0}
+    attempted:
+      description: Instances whose outcome was judged, that is protected (installed or already registered) or failed.
+      type: int
+    installed:
+      description: Instances installed by this run (or by an install it adopted), proven in DRS.
+      type: int
+    already_registered:
+      description: Instances that were registered in DRS already.
+      type: int
+    protected:
+      description: Installed plus already registered instances.
+      type: int
+    failed:
+      description: Failed, timed out and not registered instances.
+      type: int
+    skipped:
+      description: Instances skipped because SSM could not reach them.
+      type: int
+    unsettled:
+      description: Instances whose install was still running when the run stopped (none for a run that ended).
+      type: int
+    unplanned:
+      description: Instances without a wave (none here).
+      type: int
+    unprotected:
+      description: Instances that are not protected.
+      type: int
+    success_rate:
+      description: Protected over attempted instances; none when nothing was attempted.
+      type: float
+    failure_rate:
+      description: Failed over attempted instances (1 - success rate); 0.0 when nothing was attempted.
+      type: float
 commands:
   description: The SendCommand calls made, one per batch of at most 50 instances.
   returned: always
@@ -365,33 +300,6 @@ commands:
     parameters:
       description: The document parameters sent.
       type: dict
-targets:
-  description:
-    - One entry per target of O(targets), in their order, with the target's own return values (C(results),
-      C(counts), C(attempted), C(success_rate), C(failure_rate), C(commands), C(plan), C(changed)), as a run with
-      O(instance_ids) returns them, and C(failed) and C(msg) when the target did not complete. No credentials.
-  returned: when O(targets) is given
-  type: list
-  elements: dict
-  contains:
-    name:
-      description: The target's name.
-      type: str
-      sample: 222222222222/us-east-1
-    region:
-      description: The target's region.
-      type: str
-    instance_ids:
-      description: The target's instances.
-      type: list
-      elements: str
-    failed:
-      description: Whether the target did not complete (or went over O(max_failure_rate)).
-      type: bool
-    msg:
-      description: Why the target did not complete.
-      type: str
-      returned: when the target failed
 plan:
   description: What the module found before sending anything, and would do (the whole answer in check mode).
   returned: always
@@ -405,56 +313,123 @@ plan:
       description: Registered instances that O(reinstall=true) installs again, without tags.
       type: list
       elements: str
+    would_adopt:
+      description: Instances with an install already running, each with C(instance_id) and C(command_id); they are
+        waited for, not sent a second install.
+      type: list
+      elements: dict
     would_skip:
       description: Instances left out (or, with DRS not initialized, failed), each with C(instance_id), C(status) and C(reason).
       type: list
       elements: dict
 """
 
+import threading
+
+try:
+    from botocore.exceptions import BotoCoreError
+    from botocore.exceptions import ClientError
+except ImportError:
+    pass  # Handled by AnsibleAWSModule
+
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import inputs
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import install
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import outcomes
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import ClientFactory
-
-# The options a target of O(targets) sets for itself; every other option is common to all targets.
-TARGET_OPTIONS = dict(
-    name=dict(type="str"),
-    instance_ids=dict(type="list", elements="str", required=True),
-    region=dict(type="str"),
-    account_id=dict(type="str"),
-    access_key=dict(type="str", no_log=True),
-    secret_key=dict(type="str", no_log=True),
-    session_token=dict(type="str", no_log=True),
-    drs_region=dict(type="str"),
-    staging_account_id=dict(type="str"),
-    staging_access_key=dict(type="str", no_log=True),
-    staging_secret_key=dict(type="str", no_log=True),
-    staging_session_token=dict(type="str", no_log=True),
-    progress_file=dict(type="path"),
-)
-TARGET_FIELDS = tuple(TARGET_OPTIONS)
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import ClockSettingError
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import configured_clock
 
 
-def target_settings(module):
-    """The settings of each target: the common options with the target's own on top. Without
-    O(targets), the module's own options make the one target."""
-    common = {key: value for key, value in module.params.items() if key != "targets"}
-    common.update(region=module.region, account_id=None, access_key=None, secret_key=None, session_token=None)
-    targets = module.params["targets"] or [{key: module.params.get(key) for key in TARGET_FIELDS if key in module.params}]
-    settings = []
-    for target in targets:
-        merged = dict(common)
-        merged.update({key: value for key, value in target.items() if value is not None})
-        merged["drs_region"] = target.get("drs_region") or merged["region"]
-        merged["name"] = target.get("name") or "/".join(part for part in (merged["account_id"], merged["region"]) if part)
-        settings.append(merged)
-    return settings
+class TargetError(Exception):
+    """The installs cannot start as given (credentials, document); nothing was sent."""
+
+
+def option_errors(params):
+    """Every problem with the options, found before any AWS call."""
+    errors = install.setting_errors(params)
+    if not params["instance_ids"]:
+        errors.append("instance_ids is empty: give at least one EC2 instance id")
+    for index, instance_id in enumerate(params["instance_ids"]):
+        errors.append(inputs.instance_id_error(f"instance_ids[{index}]", instance_id))
+    if params["drs_region"]:
+        errors.append(inputs.region_error("drs_region", params["drs_region"]))
+    if params["staging_account_id"] is not None:
+        errors.append(inputs.account_id_error("staging_account_id", params["staging_account_id"]))
+    staging_keys = [params.get(name) for name in ("staging_access_key", "staging_secret_key")]
+    if any(staging_keys) and not all(staging_keys):
+        errors.append("staging_access_key and staging_secret_key go together: give both or neither")
+    if params.get("staging_session_token") and not all(staging_keys):
+        errors.append("staging_session_token needs staging_access_key and staging_secret_key")
+    if any(staging_keys) and params["staging_account_id"] is None:
+        errors.append("staging credentials were given without staging_account_id: name the account they belong to")
+    return [error for error in errors if error]
+
+
+def connect(module, factory, params):
+    """(SSM client, DRS client of the account agents register in, cross-account). Cross-account needs credentials
+    in the staging account, checked here so that wrong ones fail before anything is sent rather than as
+    unconfirmed registrations."""
+    ssm = factory.client("ssm")
+    staging = params["staging_account_id"]
+    if staging is None:
+        return ssm, factory.client("drs", region=params["drs_region"]), False
+    own_account = factory.client("sts").get_caller_identity(aws_retry=True)["Account"]
+    if staging == own_account:
+        return ssm, factory.client("drs", region=params["drs_region"]), False
+    if not params["staging_access_key"]:
+        raise TargetError(
+            f"staging_account_id {staging} is not the account of the module's credentials ({own_account}): give "
+            "staging_access_key, staging_secret_key (and staging_session_token) for a role in the staging account "
+            "so that registrations can be confirmed in its DRS")
+    staging_keys = {"access_key": params["staging_access_key"], "secret_key": params["staging_secret_key"],
+                    "session_token": params["staging_session_token"]}
+    staging_account = factory.client("sts", credentials=staging_keys).get_caller_identity(aws_retry=True)["Account"]
+    if staging_account != staging:
+        raise TargetError(f"the staging credentials belong to account {staging_account}, not to staging_account_id "
+                          f"{staging}: give credentials for a role in {staging}")
+    return ssm, factory.client("drs", region=params["drs_region"], credentials=staging_keys), True
+
+
+def run(module, clock):
+    """Plan, adopt, send, follow and confirm; the module's answer, or fail_json."""
+    params = dict(module.params, drs_region=module.params["drs_region"] or module.region)
+    try:
+        ssm, drs, cross_account = connect(module, ClientFactory(module), params)
+        document = install.choose_document(params["document_name"], cross_account, params["staging_account_id"])
+    except (TargetError, install.DocumentError) as error:
+        module.fail_json(msg=str(error))
+    except (BotoCoreError, ClientError) as error:
+        module.fail_json_aws(error, msg=install.AWS_ERROR_MESSAGE)
+    settings = dict(params, document_name=document, cross_account=cross_account, comment=install.comment())
+    account_region = install.AccountRegionInstall(ssm, drs, settings, clock.now())
+    with install.thread_pool(1) as pool:
+        installs = install.Installs([account_region], clock, pool)
+        installs.each(lambda target: target.prepare(clock.now(), module.check_mode))
+        if not module.check_mode:
+            installs.each(lambda target: target.send(clock.now()))
+            installs.follow(threading.Event())
+    report = account_region.report()
+    if account_region in installs.failures:
+        module.fail_json(msg=installs.failures[account_region], **report)
+    figures = report["figures"]
+    if figures["failure_rate"] > params["max_failure_rate"]:
+        categories = {}
+        for result in report["results"]:
+            if outcomes.is_failure(result["status"]):
+                categories[result["error_category"]] = categories.get(result["error_category"], 0) + 1
+        ranked = sorted(categories.items(), key=lambda item: (-item[1], item[0]))[:3]
+        top = ", ".join(f"{name}: {count}" for name, count in ranked)
+        module.fail_json(msg=f"{figures['failed']} of {figures['attempted']} attempted instances did not install "
+                             f"(failure rate {figures['failure_rate']} > max_failure_rate {params['max_failure_rate']}); "
+                             f"top causes: {top}. See results[].remediation.", **report)
+    module.exit_json(**report)
 
 
 def main():
     argument_spec = dict(
-        instance_ids=dict(type="list", elements="str"),
-        targets=dict(type="list", elements="dict", options=TARGET_OPTIONS),
+        instance_ids=dict(type="list", elements="str", required=True),
         drs_region=dict(type="str"),
         staging_account_id=dict(type="str"),
         staging_access_key=dict(type="str", no_log=True),
@@ -462,59 +437,19 @@ def main():
         staging_session_token=dict(type="str", no_log=True),
         document_name=dict(type="str"),
         document_version=dict(type="str"),
-        agent_tags=dict(type="dict", default={}),
-        max_concurrency=dict(type="str", default="50"),
-        max_errors=dict(type="str", default="100%"),
-        ssm_online_timeout=dict(type="int", default=120),
-        timeout=dict(type="int", default=4200),
-        poll_interval=dict(type="int", default=15),
-        registration_timeout=dict(type="int", default=300),
-        reinstall=dict(type="bool", default=False),
-        max_failure_rate=dict(type="float", default=0),
-        progress_file=dict(type="path"),
+        **install.SETTINGS_SPEC,
     )
-    module = AnsibleAWSModule(
-        argument_spec=argument_spec,
-        supports_check_mode=True,
-        required_one_of=[("instance_ids", "targets")],
-        mutually_exclusive=[("instance_ids", "targets")],
-    )
-    multi = module.params["targets"] is not None
-    targets = target_settings(module)
-    errors = []
-    for index, settings in enumerate(targets):
-        where = f"targets[{index}] ({settings['name']}): " if multi else ""
-        if not settings["drs_region"]:
-            errors.append(where + "no region: set region (or AWS_REGION), or drs_region")
-            continue
-        errors.extend(where + error for error in install.option_errors(settings))
-    if multi and not targets:
-        errors.append("targets is empty: give at least one target")
-    if multi and len({settings["name"] for settings in targets}) < len(targets):
-        errors.append("targets need distinct names (by default account_id/region)")
+    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not (module.params["drs_region"] or module.region):
+        module.fail_json(msg="no region: set region (or AWS_REGION), or drs_region")
+    errors = option_errors(module.params)
     if errors:
-        if not multi and errors[0].startswith("no region"):
-            module.fail_json(msg=errors[0])
         module.fail_json(msg="invalid options: " + "; ".join(errors))
-
-    outcomes = install.install_targets(ClientFactory(module), targets, module.check_mode)
-
-    if not multi:
-        outcome = outcomes[0]
-        if outcome.error is not None and not isinstance(outcome.error, str):
-            module.fail_json_aws(outcome.error, msg=outcome.message, **outcome.partial)
-        if outcome.failed:
-            module.fail_json(msg=outcome.message, **outcome.partial)
-        module.exit_json(**outcome.report)
-
-    results = [outcome.as_result(settings["name"]) for outcome, settings in zip(outcomes, targets)]
-    report = install.merge_reports(results)
-    report["targets"] = results
-    failed = [result for result in results if result["failed"]]
-    if failed:
-        module.fail_json(msg=f"{len(failed)} of {len(results)} targets did not complete: "
-                             + "; ".join(f"{result['name']}: {result['msg']}" for result in failed), **report)
-    module.exit_json(**report)
+    try:
+        clock = configured_clock()
+    except ClockSettingError as error:
+        module.fail_json(msg=str(error))
+    run(module, clock)
 
 
 if __name__ == "__main__":

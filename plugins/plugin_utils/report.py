@@ -3,25 +3,40 @@
 # Copyright: Contributors to the drs_orchestration.agent_deployer collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Deployment history reports: time range, per-account success rates, colour bands and exports.
+"""Deployment history reports: time range, per-account figures, colour bands, unprotected instances and exports.
 
-Controller-side logic of the drs_report role, kept out of Jinja so it can be tested. The input is
-what drs_history_info returns: deployment items (one per source account per deployment run) and
-their failed instances.
+Controller-side logic of the drs_report role, kept out of Jinja so it can be tested. The input is what
+drs_history_info returns in ``deployments``: one item per source account per run, each with its counts per
+instance status (``by_status``) and its unprotected instances. Every sum and rate comes from ``outcomes``, the
+one definition of the statuses and their arithmetic; the failed instances are the unprotected ones whose
+status is a failure.
+
+An item's ``timestamp`` is the table's sort key (``<start>#<account>#<run>``): it orders items but is never
+shown; people see ``started_at`` and ``finished_at``.
 """
 
 import csv
 import io
 from datetime import datetime, timedelta, timezone
 
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import history
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import outcomes
+
 # An account's cell is green from this success rate on, yellow from the next, red below it.
 GREEN_FROM = 0.95
 YELLOW_FROM = 0.80
 DEFAULT_WINDOW_HOURS = 24
-COUNT_FIELDS = ("attempted", "installed", "already_registered", "failed", "skipped")
+# The statuses a deployment item is shown with, in the order the report lists them.
+DEPLOYMENT_STATUSES = history.FILTER_STATUSES
+# The fields of the run that every flattened instance carries.
+CONTEXT_FIELDS = ("deployment_id", "started_at", "source_account_id", "source_account_name", "deployment_pattern")
 FAILURE_CSV_COLUMNS = (
-    "deployment_id", "timestamp", "account_id", "account_name", "region", "instance_id", "name", "wave",
+    "deployment_id", "started_at", "account_id", "account_name", "region", "instance_id", "name", "wave",
     "priority", "ssm_status", "error_category", "error_message", "remediation",
+)
+UNPROTECTED_CSV_COLUMNS = (
+    "deployment_id", "started_at", "account_id", "account_name", "region", "instance_id", "name", "wave",
+    "priority", "status", "error_category", "reason", "remediation",
 )
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -50,13 +65,11 @@ def format_time(moment):
 
 
 def display_time(value):
-    """A history time (ISO 8601, perhaps with a ``#<account>`` suffix) as ``YYYY-MM-DD HH:MM:SS`` UTC for
-    people; the text itself when it is not a time."""
-    text = str(value or "").split("#", 1)[0]
+    """An ISO 8601 time as ``YYYY-MM-DD HH:MM:SS`` UTC for people; the text itself when it is not a time."""
     try:
-        moment = parse_time(text)
+        moment = parse_time(value)
     except ValueError:
-        return text
+        return str(value)
     return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -82,10 +95,6 @@ def time_range(since=None, until=None, now=None, window_hours=DEFAULT_WINDOW_HOU
     return {"since": format_time(start), "until": format_time(end)}
 
 
-def _ratio(succeeded, attempted):
-    return None if not attempted else succeeded / attempted
-
-
 def success_band(rate):
     """``green`` (at least 95%), ``yellow`` (at least 80%), ``red`` (below), ``none`` (nothing attempted).
 
@@ -101,122 +110,182 @@ def success_band(rate):
     return "red"
 
 
-def _count(item, field):
-    value = item.get(field)
-    return int(value) if value not in (None, "") else 0
+def _time_order(deployments):
+    """The deployments oldest first: by the run's start, then account and run, so that the order is stable."""
+    return sorted(deployments, key=lambda item: tuple(str(item.get(field) or "")
+                                                      for field in ("started_at", "source_account_id", "run_id")))
 
 
-def _when(deployment):
-    """The sort key of a deployment: when it started (or its timestamp without the account suffix)."""
-    return str(deployment.get("started_at") or str(deployment.get("timestamp") or "").split("#", 1)[0])
+def _figures(deployments):
+    """The figures (``outcomes.tally``) of the deployments' instances, their counts per status summed."""
+    return outcomes.tally(outcomes.add(*(deployment.get("by_status") for deployment in deployments)))
 
 
-def _sorted_deployments(deployments):
-    return sorted(deployments, key=lambda item: (_when(item), str(item.get("source_account_id", ""))))
+def _status_counts(deployments):
+    """How many deployments have each status, every status of DEPLOYMENT_STATUSES present."""
+    counts = dict.fromkeys(DEPLOYMENT_STATUSES, 0)
+    for deployment in deployments:
+        status = deployment.get("status")
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
-def flatten_failures(deployments):
-    """The failed instances of the deployments, each with its deployment's id, timestamp and account."""
+def flatten_unprotected(deployments):
+    """Every unprotected instance of the deployments, in time order, each with its run's fields and
+    ``account_id``/``account_name``."""
     flattened = []
-    for deployment in _sorted_deployments(deployments):
-        for instance in deployment.get("failed_instances") or []:
-            entry = {
-                "deployment_id": deployment.get("deployment_id"),
-                "timestamp": deployment.get("timestamp"),
-                "source_account_id": deployment.get("source_account_id"),
-                "source_account_name": deployment.get("source_account_name"),
-                "deployment_pattern": deployment.get("deployment_pattern"),
-            }
-            entry.update(instance)
-            flattened.append(entry)
+    for deployment in _time_order(deployments):
+        context = {field: deployment.get(field) for field in CONTEXT_FIELDS}
+        context.update(account_id=deployment.get("source_account_id"),
+                       account_name=deployment.get("source_account_name") or deployment.get("source_account_id"),
+                       deployment_status=deployment.get("status"))
+        for instance in deployment.get("unprotected_instances") or []:
+            flattened.append(dict(instance, **context))
     return flattened
 
 
-def _failure_account(failure):
-    return str(failure.get("account_id") or failure.get("source_account_id") or "")
+def flatten_failures(deployments):
+    """The failed instances of the deployments: their unprotected instances whose status is a failure, each
+    with its reason as ``error_message``."""
+    return [dict(entry, error_message=entry.get("reason")) for entry in flatten_unprotected(deployments)
+            if entry.get("status") in outcomes.FAILED_STATUSES]
 
 
 def account_rows(deployments):
-    """One row per source account, sorted by account id: its deployments, summed counts, success rate
-    (installed plus already registered over attempted, over all its deployments) and colour band."""
-    accounts = {}
-    for deployment in _sorted_deployments(deployments):
-        account_id = str(deployment.get("source_account_id") or "")
-        row = accounts.setdefault(account_id, dict(
-            {field: 0 for field in COUNT_FIELDS},
-            account_id=account_id, account_name=account_id, deployments=0,
-            statuses={"success": 0, "partial": 0, "failed": 0}, last_status=None, last_deployment_at=None,
-        ))
-        row["account_name"] = deployment.get("source_account_name") or row["account_name"]
-        row["deployments"] += 1
-        for field in COUNT_FIELDS:
-            row[field] += _count(deployment, field)
-        status = deployment.get("status")
-        row["statuses"][status] = row["statuses"].get(status, 0) + 1
-        row["last_status"] = status
-        row["last_deployment_at"] = display_time(_when(deployment))
+    """One row per source account, sorted by account id: its deployments, the figures of all its instances
+    (counts summed over its deployments), its colour band, and its latest deployment."""
+    runs = {}
+    for deployment in _time_order(deployments):
+        runs.setdefault(str(deployment.get("source_account_id") or ""), []).append(deployment)
     rows = []
-    for account_id in sorted(accounts):
-        row = accounts[account_id]
-        row["success_rate"] = _ratio(row["installed"] + row["already_registered"], row["attempted"])
-        row["band"] = success_band(row["success_rate"])
-        rows.append(row)
+    for account_id in sorted(runs):
+        own = runs[account_id]
+        latest = own[-1]
+        figures = _figures(own)
+        rows.append(dict(
+            figures,
+            account_id=account_id,
+            account_name=next((run["source_account_name"] for run in reversed(own) if run.get("source_account_name")),
+                              account_id),
+            deployments=len(own),
+            statuses=_status_counts(own),
+            last_status=latest.get("status"),
+            last_started_at=display_time(latest.get("started_at")),
+            band=success_band(figures["success_rate"]),
+        ))
     return rows
 
 
-def failures_by_account(failures, accounts=None):
-    """The failed instances grouped by account (sorted by account id), newest deployment first."""
-    names = {row["account_id"]: row["account_name"] for row in accounts or []}
+def _newest_first(entries):
+    """Entries newest run first, then by wave and instance id."""
+    by_instance = sorted(entries, key=lambda entry: (_wave_order(entry.get("wave")), str(entry.get("instance_id") or "")))
+    return sorted(by_instance, key=lambda entry: str(entry.get("started_at") or ""), reverse=True)
+
+
+def _wave_order(value):
+    """A wave for sorting: instances without one last."""
+    return (1, 0) if value in (None, "") else (0, int(value))
+
+
+def failures_by_account(failures, accounts=()):
+    """The failed instances grouped by account (sorted by account id), newest run first."""
+    names = {row["account_id"]: row["account_name"] for row in accounts}
     groups = {}
     for failure in failures:
-        account_id = _failure_account(failure)
-        group = groups.setdefault(account_id, {
-            "account_id": account_id,
-            "account_name": failure.get("source_account_name") or names.get(account_id) or account_id,
-            "failures": [],
-        })
-        group["failures"].append(dict(failure, when=display_time(failure.get("timestamp"))))
+        account_id = str(failure.get("account_id") or "")
+        group = groups.setdefault(account_id, {"account_id": account_id,
+                                               "account_name": names.get(account_id) or failure.get("account_name"),
+                                               "failures": []})
+        group["failures"].append(dict(failure, started=display_time(failure.get("started_at"))))
     for group in groups.values():
-        group["failures"].sort(key=lambda entry: (
-            str(entry.get("timestamp") or ""), -_count(entry, "wave"), str(entry.get("instance_id") or "")
-        ), reverse=True)
+        group["failures"] = _newest_first(group["failures"])
     return [groups[account_id] for account_id in sorted(groups)]
 
 
-def report_data(deployments, failures=None, filters=None, generated_at=None):
-    """Everything the HTML report shows, computed once: summary, account grid, failures by account,
-    timeline and filters. ``failures`` defaults to the deployments' own failed instances."""
+def _status_order(status):
+    return outcomes.STATUSES.index(status) if status in outcomes.STATUSES else len(outcomes.STATUSES)
+
+
+def unprotected_by_account(deployments, accounts=()):
+    """The unprotected instances grouped by account (sorted by account id), then by status (in the order of
+    ``outcomes.STATUSES``) and error category, newest run first; with each account's runs whose item left
+    some out (``unprotected_left_out``)."""
+    names = {row["account_id"]: row["account_name"] for row in accounts}
+    groups = {}
+
+    def account_group(account_id, name):
+        return groups.setdefault(account_id, {"account_id": account_id, "account_name": names.get(account_id) or name,
+                                              "count": 0, "kinds": {}, "left_out": []})
+
+    for entry in flatten_unprotected(deployments):
+        group = account_group(str(entry["account_id"] or ""), entry["account_name"])
+        status = entry.get("status")
+        kind = group["kinds"].setdefault((status, entry.get("error_category") or ""), {
+            "status": status,
+            "group": outcomes.GROUP_OF.get(status, "unknown"),
+            "error_category": entry.get("error_category") or "",
+            "instances": [],
+        })
+        kind["instances"].append(dict(entry, started=display_time(entry.get("started_at"))))
+        group["count"] += 1
+    for deployment in _time_order(deployments):
+        left_out = int(deployment.get("unprotected_left_out") or 0)
+        if left_out:
+            group = account_group(str(deployment.get("source_account_id") or ""),
+                                  deployment.get("source_account_name") or deployment.get("source_account_id"))
+            group["left_out"].append({"deployment_id": deployment.get("deployment_id"), "count": left_out,
+                                      "listed": len(deployment.get("unprotected_instances") or []),
+                                      "started": display_time(deployment.get("started_at"))})
+    for group in groups.values():
+        kinds = sorted(group["kinds"].values(),
+                       key=lambda kind: (_status_order(kind["status"]), kind["error_category"]))
+        for kind in kinds:
+            kind["instances"] = _newest_first(kind["instances"])
+        group["kinds"] = kinds
+    return [groups[account_id] for account_id in sorted(groups)]
+
+
+def _timeline_entry(deployment):
+    figures = outcomes.tally(deployment.get("by_status"))
+    finished = deployment.get("finished_at")
+    return dict(
+        deployment,
+        figures=figures,
+        band=success_band(figures["success_rate"]),
+        started=display_time(deployment.get("started_at")),
+        finished=display_time(finished) if finished else "",
+        duration=display_duration(deployment.get("duration_seconds")) if finished else "",
+        lease_until_shown=display_time(deployment.get("lease_until")) if deployment.get("lease_until") else "",
+    )
+
+
+def report_data(deployments, filters=None, generated_at=None):
+    """Everything the HTML report shows, computed once: summary, account grid, failed instances and
+    unprotected instances by account, timeline (newest first) and filters."""
     deployments = list(deployments or [])
-    if failures is None:
-        failures = flatten_failures(deployments)
     accounts = account_rows(deployments)
-    totals = {field: sum(row[field] for row in accounts) for field in COUNT_FIELDS}
-    success_rate = _ratio(totals["installed"] + totals["already_registered"], totals["attempted"])
-    statuses = {"success": 0, "partial": 0, "failed": 0}
-    for deployment in deployments:
-        statuses[deployment.get("status")] = statuses.get(deployment.get("status"), 0) + 1
+    failures = flatten_failures(deployments)
+    unprotected = unprotected_by_account(deployments, accounts)
+    figures = _figures(deployments)
     summary = dict(
-        totals,
+        figures,
         deployments=len({deployment.get("deployment_id") for deployment in deployments}),
         records=len(deployments),
         accounts=len(accounts),
         failed_instances=len(failures),
-        success_rate=success_rate,
-        band=success_band(success_rate),
-        statuses=statuses,
+        unprotected_listed=sum(group["count"] for group in unprotected),
+        unprotected_left_out=sum(int(deployment.get("unprotected_left_out") or 0) for deployment in deployments),
+        band=success_band(figures["success_rate"]),
+        statuses=_status_counts(deployments),
     )
-    timeline = [
-        dict(deployment, when=display_time(_when(deployment)), band=success_band(deployment.get("success_rate")),
-             duration=display_duration(deployment.get("duration_seconds")))
-        for deployment in reversed(_sorted_deployments(deployments))
-    ]
     return {
         "generated_at": generated_at,
         "filters": dict(filters or {}),
         "summary": summary,
         "accounts": accounts,
         "failures_by_account": failures_by_account(failures, accounts),
-        "timeline": timeline,
+        "unprotected_by_account": unprotected,
+        "timeline": [_timeline_entry(deployment) for deployment in reversed(_time_order(deployments))],
     }
 
 
@@ -241,17 +310,26 @@ def _csv_value(value):
     return str(value)
 
 
-def failures_csv(failures):
-    """The failed instances as CSV text (RFC 4180 quoting, CRLF line ends), with a header row; text that a
-    spreadsheet would run as a formula is kept as text (``FORMULA_STARTS``)."""
+def _csv(columns, entries):
+    """The entries as CSV text (RFC 4180 quoting, CRLF line ends) with a header row; text that a spreadsheet
+    would run as a formula is kept as text (``FORMULA_STARTS``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-    writer.writerow(FAILURE_CSV_COLUMNS)
-    for failure in failures:
-        row = dict(failure, account_id=_failure_account(failure),
-                   account_name=failure.get("source_account_name") or failure.get("account_name"))
-        writer.writerow([_csv_value(row.get(column)) for column in FAILURE_CSV_COLUMNS])
+    writer.writerow(columns)
+    for entry in entries:
+        writer.writerow([_csv_value(entry.get(column)) for column in columns])
     return buffer.getvalue()
+
+
+def failures_csv(failures):
+    """failures.csv: one row per failed instance (``flatten_failures``), columns ``FAILURE_CSV_COLUMNS``."""
+    return _csv(FAILURE_CSV_COLUMNS, failures)
+
+
+def unprotected_csv(unprotected):
+    """unprotected.csv: one row per unprotected instance (``flatten_unprotected``), columns
+    ``UNPROTECTED_CSV_COLUMNS``."""
+    return _csv(UNPROTECTED_CSV_COLUMNS, unprotected)
 
 
 def deployments_export(deployments, filters=None, generated_at=None):
@@ -260,5 +338,5 @@ def deployments_export(deployments, filters=None, generated_at=None):
         "generated_at": generated_at,
         "filters": dict(filters or {}),
         "count": len(deployments or []),
-        "deployments": _sorted_deployments(deployments or []),
+        "deployments": _time_order(deployments or []),
     }

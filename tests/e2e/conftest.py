@@ -25,6 +25,7 @@ from tests.lab_fixture import REPO_ROOT
 ANSIBLE_BIN = Path(sys.executable).parent
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 PLAYBOOK_TIMEOUT = 900
+LAB_CLOCK = "tests.lab_clock:LabClock"
 
 
 @functools.lru_cache(maxsize=None)
@@ -42,15 +43,19 @@ def _collection_root():
     return root
 
 
-def collection_environment():
-    """Environment additions that make ansible-* commands find this collection and amazon.aws."""
+def collection_environment(lab_clock=True):
+    """Environment additions that make ansible-* commands find this collection and amazon.aws, and (unless
+    ``lab_clock`` is false) wait on the lab's clock (tests/lab_clock.py) rather than in real time."""
     site_packages = sysconfig.get_paths()["purelib"]
-    return {
+    environment = {
         "ANSIBLE_COLLECTIONS_PATH": f"{_collection_root()}:{site_packages}",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_LOCAL_TEMP": str(_collection_root() / "ansible-tmp"),
     }
+    if lab_clock:
+        environment.update(DRS_AGENT_DEPLOYER_CLOCK=LAB_CLOCK, PYTHONPATH=str(REPO_ROOT))
+    return environment
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ STAGING_ROLE = "arn:aws:iam::333333333333:role/DRSOrchestrationStagingRole"
 SOURCE_ROLE = "arn:aws:iam::222222222222:role/DRSOrchestrationSourceRole"
 EXTERNAL_ID = "lab-demo-external-id"
 HISTORY_TABLE = "drs-deployment-history"
+FAILED_STATUSES = ("failed", "timed_out", "not_registered_after_success")
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,6 @@ def lab(lab_factory):
 @pytest.fixture
 def fresh_lab(lab):
     lab.reset()
-    # simulated installs of minutes take a fraction of a real second
-    lab.control("clock", {"time_scale": 600})
     _ansible(lab, "playbooks/setup_accounts.yml", "-e", "@playbooks/vars/lab_demo_setup.yml")
     _ansible(lab, "playbooks/setup_history.yml")
     return lab
@@ -105,11 +104,12 @@ def _registered_in_staging(lab):
 
 
 def _history(lab):
-    """The deployment history items in the operator's account, newest first."""
+    """The deployment history items in the operator's account (not the send locks), newest first."""
     pages = lab.client("dynamodb").get_paginator("scan").paginate(TableName=HISTORY_TABLE)
     items = [{key: TypeDeserializer().deserialize(value) for key, value in item.items()}
              for page in pages for item in page["Items"]]
-    return sorted(items, key=lambda item: item["timestamp"], reverse=True)
+    return sorted((item for item in items if item.get("record_type") == "deployment"),
+                  key=lambda item: item["timestamp"], reverse=True)
 
 
 def test_waves_run_in_order_and_the_summary_matches_the_lab(fresh_lab, tmp_path):
@@ -137,9 +137,13 @@ def test_waves_run_in_order_and_the_summary_matches_the_lab(fresh_lab, tmp_path)
     assert (item["source_account_id"], item["deployment_pattern"], item["status"]) == (SOURCE, "cross-account", "partial")
     for figure in ("attempted", "installed", "already_registered", "failed", "skipped"):
         assert item[figure] == summary["totals"][figure]
-    assert len(item["failed_instances"]) == summary["totals"]["failed"]
-    assert all(failed["error_category"] and failed["remediation"] and failed["wave"] in waves.values()
-               for failed in item["failed_instances"])
+    failed = [entry for entry in item["unprotected_instances"] if entry["status"] in FAILED_STATUSES]
+    assert len(failed) == summary["totals"]["failed"]
+    assert all(entry["error_category"] and entry["remediation"] and entry["wave"] in waves.values() for entry in failed)
+    # every instance that is not protected is in the record with its reason and remediation, as in the summary file
+    assert sorted((e["instance_id"], e["status"]) for e in item["unprotected_instances"]) == sorted(
+        (e["instance_id"], e["status"]) for e in summary["unprotected"])
+    assert all(entry["reason"] and entry["remediation"] for entry in item["unprotected_instances"])
     # every server registered in staging by this run, or before it, was extended into the target account
     extension = summary["extension"]["totals"]
     assert (extension["extended"], extension["failed"]) == (summary["totals"]["installed"] + summary["totals"]["already_registered"], 0)
@@ -224,7 +228,8 @@ def test_the_report_of_the_demo_run_opens_in_a_browser_with_the_right_colours(fr
     rate = (totals["installed"] + totals["already_registered"]) / totals["attempted"]
     expected = "green" if rate >= 0.95 else "yellow" if rate >= 0.80 else "red"
     assert f"status-{expected}" in cell["class"].split()
-    assert float(cell["data-success-rate"]) == pytest.approx(rate, abs=1e-6)
+    # the page shows the run's own success rate, the one the summary holds
+    assert float(cell["data-success-rate"]) == totals["success_rate"] == pytest.approx(rate, abs=1e-4)
 
 
 def test_a_deployment_recorded_while_dynamodb_is_down_is_written_once_by_the_next_run(fresh_lab, tmp_path):

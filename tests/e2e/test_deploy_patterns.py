@@ -229,16 +229,25 @@ def test_a_wrong_external_id_leaves_the_account_out_and_fails_the_run(multi_lab,
 
 @pytest.mark.parametrize("variables, message", [
     ({"drs_agent_deploy_accounts": [{"account_id": "2222", "regions": ["us-east-1"]}]},
-     "drs_agent_deploy_accounts entry 2222 is not usable"),
+     "drs_agent_deploy_accounts[0].account_id '2222' is not an AWS account id (12 digits)"),
     ({"drs_agent_deploy_accounts": [{"account_id": RETAIL, "regions": ["us-east-1"], "staging_account_id": STAGING}]},
-     f"drs_agent_deploy_accounts entry {RETAIL} is not usable"),
+     f"drs_agent_deploy_accounts[0] ({RETAIL}) staging_account_id {STAGING} is another account: list it in "
+     "drs_agent_deploy_staging_accounts"),
     ({"drs_agent_deploy_accounts": [{"account_id": RETAIL, "regions": ["us-east-1"], "role_arn": _role(ANALYTICS)}]},
-     f"drs_agent_deploy_accounts entry {RETAIL} is not usable"),
-    ({"drs_agent_deploy_accounts": [{"account_id": RETAIL, "regions": ["mars-1"]}]}, f"drs_agent_deploy_accounts entry {RETAIL} is not usable"),
+     f"drs_agent_deploy_accounts[0] ({RETAIL}) role_arn {_role(ANALYTICS)} is a role in account {ANALYTICS}, not in "
+     f"account {RETAIL}"),
+    ({"drs_agent_deploy_accounts": [{"account_id": RETAIL, "regions": ["us-east-1", "mars-1"]}]},
+     f"drs_agent_deploy_accounts[0] ({RETAIL}) regions[1] 'mars-1' is not an AWS region name such as us-east-1"),
+    ({"drs_agent_deploy_accounts": [{"account_id": RETAIL, "regions": ["us-iso-east-1"]}],
+      "drs_agent_deploy_agent_tags": {"Application": "prod;id"}},
+     "drs_agent_deploy_agent_tags value 'prod;id' of 'Application' must be at most 256 of letters"),
     ({"drs_agent_deploy_accounts": [{"account_id": RETAIL, "regions": ["us-east-1"]}], "drs_agent_deploy_waves": ["two"]},
      "option 'drs_agent_deploy_waves' is of type str and we were unable to convert to int"),
     ({"drs_agent_deploy_accounts": [{"account_id": RETAIL, "regions": ["us-east-1"]}], "drs_agent_deploy_max_failure_rate": 5},
-     "drs_agent_deploy_max_failure_rate must be from 0 to 1"),
+     "drs_agent_deploy_max_failure_rate 5.0 must be a share from 0 to 1"),
+    ({"drs_agent_deploy_acounts": [{"account_id": RETAIL, "regions": ["us-east-1"]}]},
+     "drs_agent_deploy_acounts is not a variable of this role (did you mean drs_agent_deploy_accounts?)"),
+    ({}, "drs_agent_deploy_accounts is empty: list the source accounts, each with account_id and regions"),
 ])
 def test_bad_input_is_refused_before_any_aws_call(multi_lab, tmp_path, variables, message):
     calls_before = multi_lab.stats()["total_calls"]
@@ -246,4 +255,5 @@ def test_bad_input_is_refused_before_any_aws_call(multi_lab, tmp_path, variables
     assert run.returncode != 0
     assert message in " ".join(run.stdout.split()), run.stdout[-3000:]
     assert summary is None
+    # nothing was asked of AWS: no discovery, no install counted as failed, no history item, no metric
     assert multi_lab.stats()["total_calls"] == calls_before

@@ -201,10 +201,13 @@ def test_discovery_is_complete_under_throttling(demo):
     ("drs_discover", ("tag_filters", "wave_tag_key", "priority_tag_key", "waves", "instance_states",
                       "include_ssm_status", "DRS_TAG_FILTERS", "invalid_wave_instances")),
     ("drs_source_server_info", ("instance_ids", "source_server_ids", "staging_account_ids", "stale")),
-    ("drs_history_record", ("table_name", "results", "spool_dir", "fail_on_error", "ttl_days", "AccountIndex",
-                            "failed_instances", "flushed")),
+    ("drs_history_record", ("table_name", "results", "spool_dir", "fail_on_error", "ttl_days", "sort key",
+                            "unprotected_instances", "flushed")),
     ("drs_history_info", ("table_name", "failures_only", "next_token", "StatusIndex", "deployments",
-                          "failed_instances")),
+                          "failed_instances", "unprotected_instances", "interrupted", "lease_until")),
+    ("drs_ssm_install", ("instance_ids", "install_timeout", "would_adopt", "figures", "failure_rate")),
+    ("drs_rollout", ("accounts", "install_timeout", "variable_prefix", "in_flight", "interrupted", "success rate",
+                     "DRS_AGENT_DEPLOYER_CLOCK")),
 ])
 def test_the_module_documentation_renders(collection_env, module, expected):
     env = dict(os.environ, **collection_env)

@@ -136,7 +136,7 @@ def test_auto_extension_extends_each_waves_servers_tags_them_and_is_recorded(ext
     assert summary["extension"]["totals"] == {"extended": 12, "already_extended": 0, "failed": 0, "left_out": 0}
     assert [run_["wave"] for run_ in summary["extension"]["runs"]] == [1, 2]
     # each wave's servers were extended before the next wave was sent
-    assert run.stdout.index("Extension after wave 1") < run.stdout.index("Start in every account-region at once the installs of wave 2")
+    assert run.stdout.index("Extension after wave 1") < run.stdout.index("Wave 2: sent the install to")
 
     history = _history(extension_lab)[0]
     assert history["extension"]["totals"]["extended"] == 12

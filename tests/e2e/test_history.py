@@ -127,15 +127,18 @@ def test_successful_partial_and_failed_deployments_are_recorded(lab, table):
     assert number(partial, "duration_seconds") == 1800
     for item in (success, partial, failed):
         assert abs(int(item["ttl"]["N"]) - (now + NINETY_DAYS)) < 600
-        assert item["timestamp"]["S"] == f"2026-06-01T10:30:00.000Z#{SOURCE}"
-    detail = partial["failed_instances"]["L"][0]["M"]
+        # the sort key: the run's start, its source account and its run
+        assert item["timestamp"]["S"].startswith(f"2026-06-01T10:00:00.000Z#{SOURCE}#")
+    detail = partial["unprotected_instances"]["L"][0]["M"]
     assert float(detail["wave"]["N"]) == 2
     assert {key: detail[key]["S"] for key in
-            ("instance_id", "priority", "error_category", "remediation", "ssm_status", "error_message")} == {
-        "instance_id": "i-12", "priority": "critical", "error_category": "network",
-        "remediation": FAILED["remediation"], "ssm_status": "Failed", "error_message": FAILED["reason"]}
-    assert len(failed["failed_instances"]["L"]) == 2
-    assert recorded[1]["items"][0]["failed_instances"][0]["wave"] == 2
+            ("instance_id", "priority", "status", "error_category", "remediation", "ssm_status", "reason")} == {
+        "instance_id": "i-12", "priority": "critical", "status": "failed", "error_category": "network",
+        "remediation": FAILED["remediation"], "ssm_status": "Failed", "reason": FAILED["reason"]}
+    assert len(failed["unprotected_instances"]["L"]) == 2
+    # a skipped instance is unprotected too: it is listed with the failed ones
+    assert [entry["M"]["status"]["S"] for entry in success["unprotected_instances"]["L"]] == ["skipped_ssm_offline"]
+    assert recorded[1]["items"][0]["unprotected_instances"][0]["wave"] == 2
 
 
 def test_a_multi_account_run_is_found_from_each_of_its_accounts(lab, table):
@@ -229,7 +232,7 @@ def history(lab):
         results = [result(f"i-{hour}{n}", outcome, account=account, **(FAILED if outcome == "failed" else {}))
                    for n, outcome in enumerate(OUTCOME[status])]
         records.append({"table_name": QUERY_TABLE, "results": results, "deployment_pattern": pattern,
-                        "started_at": f"2026-03-01T{hour - 1:02d}:30:00Z", "finished_at": f"2026-03-01T{hour:02d}:00:00Z",
+                        "started_at": f"2026-03-01T{hour:02d}:00:00Z", "finished_at": f"2026-03-01T{hour:02d}:30:00Z",
                         "deployment_id": f"query-{hour}"})
     run, recorded = record(lab, *records)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -293,8 +296,9 @@ def test_one_deployment_by_its_id(lab, history):
 @pytest.mark.parametrize(("playbook", "options", "message"), [
     ("info", {"since": "last tuesday"}, "since 'last tuesday' is not an ISO 8601"),
     ("info", {"limit": 0}, "limit must be from 1 to 1000"),
-    ("info", {"status": "done"}, "value of status must be one of: success, partial, failed"),
-    ("info", {"account_id": "12345"}, "account_id '12345' must be 12 digits"),
+    ("info", {"status": "done"},
+     "value of status must be one of: in_progress, success, partial, failed, stopped, interrupted"),
+    ("info", {"account_id": "12345"}, "account_id '12345' is not an AWS account id (12 digits)"),
     ("info", {"next_token": "bogus"}, "next_token is not a token"),
     ("record", {"results": [result("i-71", "done")]}, "results[0].status 'done' is not one of"),
     ("record", {"results": [result("i-72", "installed")], "finished_at": "soon"}, "finished_at 'soon' is not"),
@@ -322,7 +326,7 @@ def test_metrics_are_sent_per_account_and_for_the_whole_run(lab, table):
 
     metrics = lab.client("cloudwatch").list_metrics(Namespace="DRS/HistoryTest")["Metrics"]
     assert {metric["MetricName"] for metric in metrics} == {
-        "SuccessRate", "Attempted", "Installed", "Failed", "Skipped", "DurationSeconds"}
+        "SuccessRate", "Attempted", "Installed", "Failed", "Skipped", "Unprotected", "DurationSeconds"}
     dimension_sets = {tuple(sorted((d["Name"], d["Value"]) for d in metric["Dimensions"])) for metric in metrics}
     # per account, and the run's totals without dimensions (what the monitoring alarms watch)
     assert dimension_sets == {(("Account", SOURCE), ("DeploymentPattern", "same-account")), ()}

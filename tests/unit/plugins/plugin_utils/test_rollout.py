@@ -1,0 +1,144 @@
+"""The rollout's own logic: its input checks, its plan, and what the operator reads of it."""
+
+import copy
+
+import pytest
+
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import outcomes
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import console
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import plan as planning
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import settings as rules
+
+SOURCE, STAGING = "222222222222", "333333333333"
+ROLE = f"arn:aws:iam::{SOURCE}:role/DRSOrchestrationSourceRole"
+ROLE_VARIABLES = rules.Names("drs_agent_deploy_")
+
+
+def defaults(**overrides):
+    """The action's settings with their defaults, as validate_argument_spec hands them over."""
+    values = {}
+    for option, spec in rules.ARGUMENT_SPEC.items():
+        values[option] = copy.deepcopy(spec.get("default"))
+    values["accounts"] = [dict(dict.fromkeys(rules.ACCOUNT_OPTIONS), account_id=SOURCE, regions=["us-east-1"])]
+    values.update(overrides)
+    return values
+
+
+def account(**fields):
+    return dict(dict.fromkeys(rules.ACCOUNT_OPTIONS), **dict({"account_id": SOURCE, "regions": ["us-east-1"]}, **fields))
+
+
+def errors_of(**overrides):
+    return rules.setting_errors(defaults(**overrides), ROLE_VARIABLES)
+
+
+def test_good_settings_pass():
+    assert errors_of(accounts=[account(role_arn=ROLE, staging_account_id=STAGING, regions=["us-east-1", "us-iso-east-1"])],
+                     staging_accounts=[{"account_id": STAGING, "role_arn": f"arn:aws:iam::{STAGING}:role/Staging",
+                                        "external_id": None}],
+                     install_timeout=900, agent_tags={"Application": "orders"}) == []
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"accounts": []}, "drs_agent_deploy_accounts is empty: list the source accounts"),
+    ({"accounts": [account(regions=["us-east-1", "mars-1"])]},
+     "drs_agent_deploy_accounts[0] (222222222222) regions[1] 'mars-1' is not an AWS region name such as us-east-1"),
+    ({"accounts": [account(), account()]}, "drs_agent_deploy_accounts[1] (222222222222) is listed twice"),
+    ({"accounts": [account(account_id="2222")]}, "drs_agent_deploy_accounts[0].account_id '2222' is not an AWS account id"),
+    ({"accounts": [account(staging_account_id=STAGING)]},
+     "staging_account_id 333333333333 is another account: list it in drs_agent_deploy_staging_accounts"),
+    ({"agent_tags": {"Application": "prod;id"}}, "drs_agent_deploy_agent_tags value 'prod;id' of 'Application'"),
+    ({"tag_filters": {"dr:enabled": True}}, "drs_agent_deploy_tag_filters['dr:enabled']: the value True is a bool"),
+    ({"max_concurrency": "0"}, "drs_agent_deploy_max_concurrency '0' must be a number from 1"),
+    ({"progress_interval": 90}, "drs_agent_deploy_progress_interval 90 must be from 1 to 60 seconds"),
+    ({"install_timeout": 0}, "drs_agent_deploy_install_timeout 0 must be from 1"),
+    ({"external_id": "x"}, "drs_agent_deploy_external_id must be 2 to 1224"),
+    ({"instance_ids": ["web-01"]}, "drs_agent_deploy_instance_ids[0] 'web-01' is not an EC2 instance id"),
+    ({"history_table": "x"}, "drs_agent_deploy_history_table 'x' must be 3 to 255"),
+    ({"extension_capacity_warning_thresholds": [80, 120]},
+     "drs_agent_deploy_extension_capacity_warning_thresholds: 120 is not a percentage from 1 to 100"),
+])
+def test_each_error_names_the_variable_the_entry_and_the_rule(overrides, message):
+    assert any(message in error for error in errors_of(**overrides)), errors_of(**overrides)
+
+
+def test_a_misspelled_role_variable_is_named_with_the_one_it_resembles():
+    found = rules.unknown_variables("drs_agent_deploy_", ["drs_agent_deploy_acounts", "drs_agent_deploy_accounts",
+                                                          "drs_agent_deploy_rollout", "other_variable"])
+    assert found == ["drs_agent_deploy_acounts is not a variable of this role (did you mean drs_agent_deploy_accounts?); "
+                     "it would be ignored"]
+
+
+def discovered(number, wave, priority=None, name=None, ping="Online"):
+    return {"instance_id": f"i-{number:017x}", "name": name or f"server-{number}", "wave": wave, "priority": priority,
+            "platform": "linux", "wave_error": None if wave is not None else "the wave tag dr:wave is missing",
+            "ssm": {"managed": True, "ping_status": ping, "platform_type": "Linux"}}
+
+
+def test_the_plan_orders_waves_numerically_and_instances_by_priority_and_keeps_their_facts():
+    accounts = [account(regions=["us-east-1", "us-west-2"])]
+    discoveries = {(SOURCE, "us-east-1"): {"instances": [discovered(1, 10), discovered(2, 2, "low"),
+                                                         discovered(3, 2, "critical", name="zz"), discovered(4, None)]},
+                   (SOURCE, "us-west-2"): {"instances": [discovered(5, 2)]}}
+    built = planning.build_plan(accounts, discoveries, [], defaults(accounts=accounts))
+    assert [wave.number for wave in built.waves] == [2, 10]
+    east = built.waves[0].places[0]
+    assert east.name == f"{SOURCE}/us-east-1" and [i.priority for i in east.instances] == ["critical", "low"]
+    first = east.instances[0]
+    assert (first.account_id, first.region, first.wave, first.name, first.platform) == (SOURCE, "us-east-1", 2, "zz", "Linux")
+    assert [i.status for i in built.no_wave] == ["no_wave"] and "dr:wave=<wave number>" in built.no_wave[0].result["remediation"]
+    assert planning.empty_reason(built, defaults(), accounts, ROLE_VARIABLES) is None
+
+
+def test_an_inventory_limit_and_a_waves_filter_are_counted_apart():
+    accounts = [account()]
+    discoveries = {(SOURCE, "us-east-1"): {"instances": [discovered(1, 1), discovered(2, 2), discovered(3, 3)]}}
+    settings = defaults(instance_ids=[f"i-{1:017x}", f"i-{2:017x}"], waves=[2])
+    built = planning.build_plan(accounts, discoveries, [], settings)
+    assert (built.outside_limit, built.outside_waves, built.excluded) == (1, 1, 2)
+    assert [i.instance_id for i in built.planned] == [f"i-{2:017x}"]
+
+
+@pytest.mark.parametrize("settings, found, reason", [
+    ({"waves": [9]}, [discovered(1, 1), discovered(2, 2)],
+     "drs_agent_deploy_waves [9] matches no wave of the instances in scope; their waves are: 1, 2"),
+    ({"instance_ids": ["i-00000000000000099"]}, [discovered(1, 1)],
+     "none of the 1 inventory host(s) (for example i-00000000000000099) is among the 1 DR-tagged instance(s)"),
+    ({"limit_to_instance_ids": True}, [discovered(1, 1)], "the play's hosts carry no instance_id"),
+    ({}, [], "no running instance in 222222222222/us-east-1 carries the tags dr:enabled=true, dr:recovery-strategy=drs"),
+    ({}, [discovered(1, None)], "every one of the 1 instance(s) discovered has no usable wave tag"),
+])
+def test_a_plan_with_nothing_to_deploy_says_why(settings, found, reason):
+    accounts = [account()]
+    built = planning.build_plan(accounts, {(SOURCE, "us-east-1"): {"instances": found}}, [], defaults(**settings))
+    assert reason in planning.empty_reason(built, defaults(**settings), accounts, ROLE_VARIABLES)
+
+
+def test_unprotected_instances_are_listed_by_id_under_their_status_and_category():
+    accounts = [account()]
+    found = [discovered(n, 1) for n in range(9)]
+    built = planning.build_plan(accounts, {(SOURCE, "us-east-1"): {"instances": found}}, [], defaults())
+    statuses = ["installed"] * 2 + ["failed"] * 7
+    for instance, status in zip(built.planned, statuses):
+        instance.settle(status, error_category="network" if status == "failed" else None,
+                        remediation="Allow outbound TCP 443" if status == "failed" else None)
+    lines = console.unprotected_lines(built.planned, "out/summary.json")
+    assert lines[0] == "Unprotected: 7 instance(s) (each with its reason and remediation in out/summary.json)"
+    assert lines[1] == "  failed [network]: 7"
+    ids = " ".join(lines[2:]).split()
+    assert ids == [instance.instance_id for instance in built.planned[2:]]
+    assert console.unprotected_lines(built.planned[:2]) == []
+
+
+def test_a_stop_names_the_installs_still_running_and_what_to_do():
+    lines = console.running_lines({f"{SOURCE}/us-east-1": ["i-1", "i-2"], f"{SOURCE}/us-west-2": []},
+                                  "interrupted (SIGINT, Ctrl-C)")
+    assert "2 install(s) are still running on the instances" in lines[0] and "it adopts them" in lines[0]
+    assert lines[1:] == [f"  still running in {SOURCE}/us-east-1: i-1 i-2"]
+    assert "no install was running" in console.running_lines({}, "terminated (SIGTERM)")[0]
+
+
+def test_an_instance_can_only_be_settled_with_a_status_of_the_model():
+    instance = planning.Instance(discovered(1, 1), SOURCE, "us-east-1")
+    with pytest.raises(outcomes.UnknownStatus):
+        instance.settle("done")
