@@ -13,7 +13,7 @@ set only). The figures are those of the outcome model (``outcomes.tally``).
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import outcomes
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import parse_time
 
-BATCH_SIZE = 20  # well within PutMetricData's limits (1,000 metrics and 1 MB a request)
+BATCH_SIZE = 500  # within PutMetricData's limits (1,000 metrics and 1 MB a request); a metric is some 200 bytes
 EXTENSION_METRICS = (
     ("ExtendedSourceServers", "extended", "Count"),
     ("ExtensionFailures", "failed_servers", "Count"),

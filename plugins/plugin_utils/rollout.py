@@ -70,6 +70,7 @@ class Rollout:
         self.started = clock.now()
         self.discovered_at = None
         self.empty_reason = None
+        self.handovers = None
 
     def _account(self, entry):
         account = dict(entry)
@@ -99,7 +100,8 @@ class Rollout:
     def _deploy(self):
         self.record = self._new_record()
         self.record.write(self.clock.now())
-        self._claim_handovers()
+        # the runs stopped earlier are read while the first wave goes out; their claims count at its end
+        self.handovers = self.pool.submit(self._claim_handovers)
         stopped_after = None
         for wave in self.plan.waves:
             if self.stop.is_set() or stopped_after is not None:
@@ -137,7 +139,9 @@ class Rollout:
             write_json(self.settings["summary_file"], summary)
         lines = console.summary_lines(summary)
         lines += console.unprotected_lines(self.plan.every_instance(), self.settings["summary_file"] or None)
-        if self.settings["history_table"]:
+        if self.record.lost:
+            lines.append(f"Deployment {self.deployment_id} NOT recorded: {self.record.lost}")
+        elif self.settings["history_table"]:
             lines.append(f"Deployment {self.deployment_id} recorded in {self.settings['history_table']} "
                          f"({', '.join(statuses)})"
                          + ("; kept in the spool until the table can be written" if self.record.spooled else ""))
@@ -365,6 +369,7 @@ class Rollout:
                 if not target.done:
                     target.stop(self.clock.now(), f"the run was stopped: {self.stop_reason}")
         failed_places = {place: runner.failures[target] for place, target in installs.items() if target in runner.failures}
+        self.handovers.result()
         for place, target in installs.items():
             by_id = {instance.instance_id: instance for instance in place.instances}
             for result in target.report()["results"]:

@@ -53,6 +53,7 @@ LOCK_PREFIX = "lock#"
 LOCK_SORT_KEY = "lock"
 LOCK_SECONDS = 300
 TRANSACTION_LIMIT = 100  # TransactWriteItems takes at most 100 actions
+TRANSACTION_BYTES = 3_000_000  # and 4 MB in all: a margin for the request's own text
 HANDOVER_DAYS = 14  # installs do not run longer; older records hand nothing over
 
 
@@ -128,18 +129,53 @@ def conditionally(call, **request):
     return True
 
 
+def _newer(table_name, item):
+    """A put of ``item`` unless the table holds the same or a newer revision of it, or a run has claimed it."""
+    return {
+        "TableName": table_name,
+        "Item": serialize(item),
+        "ConditionExpression": "attribute_not_exists(deployment_id) OR (#revision < :revision AND "
+                               "attribute_not_exists(claimed_by))",
+        "ExpressionAttributeNames": {"#revision": "revision"},
+        "ExpressionAttributeValues": {":revision": {"N": str(item["revision"])}},
+    }
+
+
 def put_item(dynamodb, table_name, item):
-    """Write ``item`` unless the table holds the same or a newer revision of it, or a run has claimed it:
-    True if written."""
-    return conditionally(
-        dynamodb.put_item,
-        TableName=table_name,
-        Item=serialize(item),
-        ConditionExpression="attribute_not_exists(deployment_id) OR (#revision < :revision AND "
-                            "attribute_not_exists(claimed_by))",
-        ExpressionAttributeNames={"#revision": "revision"},
-        ExpressionAttributeValues={":revision": {"N": str(item["revision"])}},
-    )
+    """Write ``item`` (see ``_newer``): True if written."""
+    return conditionally(dynamodb.put_item, **_newer(table_name, item))
+
+
+def put_items(dynamodb, table_name, items):
+    """Write ``items`` (each as ``put_item``) with as few calls as DynamoDB allows: one TransactWriteItems per
+    TRANSACTION_LIMIT items and TRANSACTION_BYTES; a transaction that a condition cancels (an item the table
+    holds newer, or claimed) is written again item by item. Returns how many were written."""
+    written = 0
+    for chunk in _transactions(table_name, items):
+        if len(chunk) == 1:
+            written += put_item(dynamodb, table_name, chunk[0])
+            continue
+        try:
+            dynamodb.transact_write_items(TransactItems=[{"Put": _newer(table_name, item)} for item in chunk],
+                                          aws_retry=True)
+            written += len(chunk)
+        except ClientError as error:
+            if _code(error) != "TransactionCanceledException":
+                raise
+            written += sum(put_item(dynamodb, table_name, item) for item in chunk)
+    return written
+
+
+def _transactions(table_name, items):
+    chunks, size = [[]], 0
+    for item in items:
+        item_size = len(json.dumps(item, default=str))
+        if chunks[-1] and (len(chunks[-1]) == TRANSACTION_LIMIT or size + item_size > TRANSACTION_BYTES):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += item_size
+    return [chunk for chunk in chunks if chunk]
 
 
 # --- the spool --------------------------------------------------------------------------------------
@@ -195,20 +231,17 @@ class Store:
         self.warn = warn
 
     def write(self, items):
-        """Write the spool's items of this table, then ``items``; what cannot be written is spooled.
-        Returns written, flushed, spooled (paths) and the error that made it spool (or None)."""
+        """Write the spool's items of this table, then ``items``; what cannot be written, whatever the AWS error,
+        is spooled. Returns written, flushed, spooled (paths) and the error that made it spool (or None)."""
         result = {"written": 0, "flushed": 0, "spooled": [], "error": None}
         available = self._flush(result)
         pending = list(items)
         if available:
             try:
-                while pending:
-                    if put_item(self.dynamodb, self.table_name, pending[0]):
-                        result["written"] += 1
-                    pending.pop(0)
+                result["written"] = put_items(self.dynamodb, self.table_name, pending)
+                pending = []
             except (BotoCoreError, ClientError) as error:
-                if not is_transient(error):
-                    raise
+                # unavailable, throttling, or a table that is not there (yet): nothing of the record is lost
                 result["error"] = error_text(error)
         else:
             result["error"] = "DynamoDB did not answer while the spool was written"

@@ -56,6 +56,9 @@ LOOK_FLOOR = 1.0
 BACKOFF_AFTER = 2.0
 BACKOFF = 2.0
 BACKOFF_CAP = 4.0
+# While installs still run, registrations are confirmed (one DRS listing) at most every CONFIRM_EVERY poll
+# intervals, and as soon as none runs, so that the end of an account-region's installs is known at once.
+CONFIRM_EVERY = 2.0
 
 NOT_MANAGED_REASON = ("not managed by Systems Manager in this account and region (no SSM agent registration, "
                       "or the instance profile lacks AmazonSSMManagedInstanceCore)")
@@ -172,6 +175,7 @@ class AccountRegionInstall:
         self._online = []
         self.last_look = now
         self.last_change = now
+        self.last_confirmation = now
         self.interval = settings["poll_interval"]
         self.stopped_message = None
 
@@ -250,7 +254,7 @@ class AccountRegionInstall:
             changed |= self._read_commands(now)
         if self.open_commands and self.settings.get("install_timeout"):
             changed |= self._cancel_overdue(now)
-        if self.awaiting_registration:
+        if self.awaiting_registration and self._confirmation_due(now):
             changed |= self._confirm_registrations(now)
         if not self.done and now >= self.deadline:
             self._time_out(now)
@@ -503,7 +507,12 @@ class AccountRegionInstall:
             changed = True
         return changed
 
+    def _confirmation_due(self, now):
+        return (not self.open_commands or now - self.last_confirmation >= CONFIRM_EVERY * self.settings["poll_interval"]
+                or any(now >= deadline for deadline, _facts in self.awaiting_registration.values()))
+
     def _confirm_registrations(self, now):
+        self.last_confirmation = now
         servers = list_source_servers(self.drs, instance_ids=list(self.awaiting_registration))
         live = {iid: server for iid, server in servers_by_instance_id(servers).items() if not is_stale(server)}
         changed = False

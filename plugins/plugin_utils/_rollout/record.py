@@ -4,8 +4,13 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """A rollout's record in the history table: written when the run starts, after each wave, while a long wave
-runs (to renew its lease), and at its end; spooled whenever DynamoDB cannot be written."""
+runs (to renew its lease), and at its end; spooled whenever DynamoDB cannot be written.
 
+The items are built when the record is written (a copy of the run as it stands), and written in order by one
+thread of their own, so that the next wave does not wait for DynamoDB; the last write waits for the others.
+"""
+
+import concurrent.futures
 import datetime
 
 try:
@@ -43,6 +48,9 @@ class RunRecord:
         self.spooled = []
         self.written_at = None
         self.extension = None
+        self.lost = None
+        self.writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="drs-record")
+        self.writes = []
 
     def record(self, final=False, stopped=False, stop_reason=None, stopped_after_wave=None):
         """The history input of the run as it stands: every instance (settled or not yet), the waves so far,
@@ -68,7 +76,8 @@ class RunRecord:
         }
 
     def write(self, now_clock, **final):
-        """Write the run's items as they stand (``final``: see ``record``); on the last write, send the metrics."""
+        """Write the run's items as they stand (``final``: see ``record``), in the background; the last write
+        (``final=True``) waits for every write, then sends the metrics."""
         self.written_at = now_clock
         self.items = history.build_items(self.record(**final), self.names, utcnow(), TTL_DAYS)
         if self.store is None:
@@ -76,21 +85,29 @@ class RunRecord:
         self.revision += 1
         for item in self.items:
             item["revision"] = self.revision
+        self.writes.append(self.writer.submit(self._write, self.items, bool(final.get("final"))))
+        if final.get("final"):
+            for written in self.writes:
+                written.result()  # a write that broke says so here
+            self.writer.shutdown()
+
+    def _write(self, items, final):
         try:
-            result = self.store.write(self.items)
-        except (BotoCoreError, ClientError) as error:
-            self.warn(f"The run's record could not be written to {self.store.table_name}: {history.error_text(error)}")
+            result = self.store.write(items)
+        except OSError as error:
+            self.lost = f"neither written to {self.store.table_name} nor kept in {self.store.spool_dir}: {error}"
+            self.warn(f"The run's record was {self.lost}")
             return
         if result["spooled"]:
             self.spooled = result["spooled"]
             self.warn(f"The run's record could not be written to the history table {self.store.table_name} "
                       f"({result['error']}): it is kept in {self.store.spool_dir} and the next write to the table "
                       "writes it.")
-        elif final.get("final"):
+        elif final:
             self.spooled = []
-        if final.get("final") and self.namespace and self.cloudwatch is not None:
+        if final and self.namespace and self.cloudwatch is not None:
             try:
-                metrics.put(self.cloudwatch, self.namespace, metrics.deployment_metrics(self.items))
+                metrics.put(self.cloudwatch, self.namespace, metrics.deployment_metrics(items))
             except (BotoCoreError, ClientError) as error:
                 self.warn(f"The deployment's CloudWatch metrics could not be sent: {history.error_text(error)}")
 

@@ -300,13 +300,14 @@ def test_metrics_are_batched_within_put_metric_data_limits():
         def put_metric_data(self, Namespace, MetricData, aws_retry):
             calls.append(MetricData)
 
-    built = items([instance(n, "installed", account=f"{n:012d}") for n in range(1, 6)])
+    built = items([instance(n, "installed", account=f"{n:012d}") for n in range(1, 81)])
     sent = metrics.put(FakeCloudWatch(), "DRS/Test", metrics.deployment_metrics(built))
 
-    assert sent == 42 and [len(call) for call in calls] == [20, 20, 2]
+    # 80 accounts and the totals, seven metrics each: two calls, none over 500 metrics (PutMetricData takes 1,000)
+    assert sent == 81 * 7 and [len(call) for call in calls] == [500, 67]
     names = {datum["MetricName"] for call in calls for datum in call}
     assert names == {"SuccessRate", "Attempted", "Installed", "Failed", "Skipped", "Unprotected", "DurationSeconds"}
     assert {d["Name"] for d in calls[0][0]["Dimensions"]} == {"Account", "DeploymentPattern"}
     # the run's totals, without dimensions, for the alarms
     totals = {datum["MetricName"]: datum["Value"] for call in calls for datum in call if datum["Dimensions"] == []}
-    assert totals["Attempted"] == 5 and totals["Installed"] == 5 and totals["SuccessRate"] == 100
+    assert totals["Attempted"] == 80 and totals["Installed"] == 80 and totals["SuccessRate"] == 100
