@@ -402,8 +402,17 @@ class Rollout:
         store = self.record.store
         if store is None:
             return False
+        said = []
+
+        def waiting(seconds):
+            # once at first, then at least every progress interval
+            if not said or seconds - said[-1] >= self.settings["progress_interval"]:
+                said.append(seconds)
+                self.display.display(f"Another run is sending to these account-regions: waiting for its send lock "
+                                     f"({int(seconds)} s so far, at most {LOCK_WAIT_SECONDS} s)")
+
         try:
-            if store.acquire(places, self.run_id, self.clock.now() + LOCK_WAIT_SECONDS, self.clock):
+            if store.acquire(places, self.run_id, self.clock.now() + LOCK_WAIT_SECONDS, self.clock, waiting):
                 return True
             self.display.warning(f"Another run held the send lock of this wave's account-regions for "
                                  f"{LOCK_WAIT_SECONDS} s: sending without it (installs already running are adopted).")

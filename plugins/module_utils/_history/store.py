@@ -315,10 +315,12 @@ class Store:
 
     # --- send locks ---
 
-    def acquire(self, places, run_id, deadline, clock):
+    def acquire(self, places, run_id, deadline, clock, waiting=None):
         """Hold the send locks of ``places`` ((account id, region) pairs) for ``run_id``, waiting while another
-        run holds any of them, until ``deadline`` on ``clock``. True when held, False when the deadline passed."""
+        run holds any of them, until ``deadline`` on ``clock``. True when held, False when the deadline passed.
+        ``waiting(seconds waited)`` is called after each attempt that found a lock held."""
         chunks = _chunks(sorted(places), TRANSACTION_LIMIT)
+        started = clock.now()
         while True:
             held = []
             for chunk in chunks:
@@ -329,6 +331,8 @@ class Store:
                 return True
             for chunk in held:
                 self._transact(chunk, run_id, acquire=False)
+            if waiting is not None:
+                waiting(clock.now() - started)
             if clock.now() >= deadline:
                 return False
             clock.sleep(0.5 + random.random())

@@ -160,10 +160,7 @@ def _account_errors(settings, name):
             errors.append(inputs.region_error(f"{entry} regions[{position}]", region))
         if len(set(account["regions"])) < len(account["regions"]):
             errors.append(f"{entry} regions lists a region twice")
-        if account.get("role_arn"):
-            errors.append(inputs.role_arn_error(f"{entry} role_arn", account["role_arn"], account_id))
-        if account.get("external_id"):
-            errors.append(inputs.external_id_error(f"{entry} external_id", account["external_id"]))
+        errors.extend(_role_errors(entry, account, role_required=False))
         if account.get("drs_region"):
             errors.append(inputs.region_error(f"{entry} drs_region", account["drs_region"]))
         staging = account.get("staging_account_id")
@@ -196,10 +193,17 @@ def _role_entry_errors(entries, variable, role_required):
         if problem:
             errors.append(problem)
             continue
-        if entry.get("role_arn"):
-            errors.append(inputs.role_arn_error(f"{where} role_arn", entry["role_arn"], account_id))
-        elif role_required:
-            errors.append(f"{where} needs role_arn, the role to assume in that account")
-        if entry.get("external_id"):
-            errors.append(inputs.external_id_error(f"{where} external_id", entry["external_id"]))
+        errors.extend(_role_errors(where, entry, role_required))
+    return errors
+
+
+def _role_errors(where, entry, role_required):
+    """The role to assume in an entry's account: a role ARN in that account, and the external id's form."""
+    errors = []
+    if entry.get("role_arn"):
+        errors.append(inputs.role_arn_error(f"{where} role_arn", entry["role_arn"], entry["account_id"]))
+    elif role_required:
+        errors.append(f"{where} needs role_arn, the role to assume in that account")
+    if entry.get("external_id"):
+        errors.append(inputs.external_id_error(f"{where} external_id", entry["external_id"]))
     return errors
