@@ -21,6 +21,10 @@ SSM_PAGE_SIZE = 50
 # The InstanceIds filter accepts up to 100 values; 50 keeps each chunk to a single page.
 SSM_ID_CHUNK = SSM_PAGE_SIZE
 
+# The members of an EC2 instance that describe_instance reads: a client may read only these (aws.ResponseParsers).
+INSTANCE_MEMBERS = ("InstanceId", "State", "Platform", "InstanceType", "PrivateIpAddress", "Tags")
+ANSWERS_READ = {("ec2", "DescribeInstances"): {"Instance": INSTANCE_MEMBERS}}
+
 NOT_MANAGED = {"managed": False, "ping_status": "NotManaged"}
 # A deployment installs on running instances only.
 INSTANCE_STATES_DEPLOYED = ["running"]

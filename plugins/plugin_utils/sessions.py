@@ -11,7 +11,9 @@ credentials, with the same AssumeRole request), so a rollout may last longer tha
 never leave this module: callers get clients.
 
 Every session shares one botocore data loader, so the service models are loaded once whatever the number of
-accounts; clients are made once per account, service and region, and are safe to share between threads.
+accounts; clients are made once per account, service and region, and are safe to share between threads. Their
+answers are read by one parser factory: timestamps the fast way, and of DescribeInstances only what discovery
+reads (the controller's only caller of it).
 """
 
 import concurrent.futures
@@ -29,7 +31,8 @@ except ImportError:
 from ansible_collections.amazon.aws.plugins.module_utils.retries import RetryingBotoClientWrapper
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import RETRY
-from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import read_timestamp
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import ResponseParsers
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.discovery import ANSWERS_READ
 
 USER_AGENT = "drs_orchestration.agent_deployer"
 MAX_THREADS = 16
@@ -61,6 +64,7 @@ class Sessions:
     def __init__(self, profile=None, region=None):
         self.region = region
         self.loader = None
+        self.parsers = None
         self.config = botocore.config.Config(user_agent_extra=USER_AGENT)
         self._lock = threading.Lock()
         self._operator = self._session(profile)
@@ -69,13 +73,14 @@ class Sessions:
         self.unreachable = {}
 
     def _session(self, profile=None, credentials=None):
-        """A botocore session sharing the data loader, reading timestamps fast, with ``credentials`` first."""
+        """A botocore session sharing the data loader and the parsers, with ``credentials`` first."""
         session = botocore.session.Session(profile=profile)
         if self.loader is None:
             self.loader = session.get_component("data_loader")
+            self.parsers = ResponseParsers(self.loader, ANSWERS_READ)
         else:
             session.register_component("data_loader", self.loader)
-        session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=read_timestamp)
+        session.register_component("response_parser_factory", self.parsers)
         if credentials is not None:
             session.get_component("credential_provider").insert_before("env", _AssumedRole(credentials))
         return boto3.session.Session(botocore_session=session)

@@ -5,7 +5,11 @@ import pytest
 from botocore.utils import parse_timestamp
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import ClientFactory
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import ResponseParsers
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import read_timestamp
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.discovery import ANSWERS_READ
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.discovery import INSTANCE_MEMBERS
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.discovery import describe_instance
 
 DESCRIBE_INSTANCES_BODY = b"""<?xml version="1.0" encoding="UTF-8"?>
 <DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
@@ -75,3 +79,61 @@ def test_factory_clients_read_response_timestamps_with_read_timestamp():
     # the standard library's parser answers with its own UTC; botocore's default with dateutil's
     assert ours.tzinfo is datetime.timezone.utc
     assert botocores.tzinfo is not datetime.timezone.utc
+
+
+FULL_INSTANCE_BODY = b"""<?xml version="1.0" encoding="UTF-8"?>
+<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+  <requestId>r-2</requestId>
+  <reservationSet><item><reservationId>r-2</reservationId><ownerId>111111111111</ownerId><instancesSet>
+    <item>
+      <instanceId>i-0aaaaaaaaaaaaaaa1</instanceId><imageId>ami-1</imageId>
+      <instanceState><code>16</code><name>running</name></instanceState>
+      <instanceType>m5.large</instanceType><platform>windows</platform>
+      <launchTime>2026-11-26T04:23:40.000Z</launchTime><privateIpAddress>10.0.0.5</privateIpAddress>
+      <blockDeviceMapping><item><deviceName>/dev/sda1</deviceName><ebs><volumeId>vol-1</volumeId>
+        <attachTime>2026-11-26T04:23:41.000Z</attachTime></ebs></item></blockDeviceMapping>
+      <networkInterfaceSet><item><networkInterfaceId>eni-1</networkInterfaceId>
+        <privateIpAddress>10.0.0.5</privateIpAddress></item></networkInterfaceSet>
+      <tagSet><item><key>Name</key><value>web-1</value></item><item><key>dr:wave</key><value>02</value></item>
+        <item><key>dr:priority</key><value>high</value></item></tagSet>
+    </item>
+    <item>
+      <instanceId>i-0aaaaaaaaaaaaaaa2</instanceId>
+      <instanceState><code>16</code><name>running</name></instanceState>
+      <instanceType>t3.small</instanceType><tagSet><item><key>dr:wave</key><value>x</value></item></tagSet>
+    </item>
+  </instancesSet></item></reservationSet>
+</DescribeInstancesResponse>"""
+
+
+def parse_instances(parsers):
+    operation = botocore.session.get_session().get_service_model("ec2").operation_model("DescribeInstances")
+    parsed = parsers.create_parser("ec2").parse({"body": FULL_INSTANCE_BODY, "headers": {}, "status_code": 200},
+                                                operation.output_shape)
+    return parsed["Reservations"][0]["Instances"]
+
+
+def test_discovery_reads_the_same_instances_from_trimmed_answers_as_from_full_ones():
+    loader = botocore.session.get_session().get_component("data_loader")
+    full = parse_instances(ResponseParsers(loader))
+    trimmed = parse_instances(ResponseParsers(loader, ANSWERS_READ))
+    assert "LaunchTime" in full[0] and "BlockDeviceMappings" in full[0]
+    assert all(set(instance) <= set(INSTANCE_MEMBERS) for instance in trimmed)
+    assert trimmed[0]["Platform"] == "windows" and trimmed[0]["PrivateIpAddress"] == "10.0.0.5"
+    described = [[describe_instance(raw, "111111111111", "us-east-1", "dr:wave", "dr:priority") for raw in instances]
+                 for instances in (full, trimmed)]
+    assert described[0] == described[1]
+    assert [(entry["wave"], entry["priority"], entry["platform"]) for entry in described[1]] == [
+        (2, "high", "windows"), (None, None, "linux")]
+
+
+def test_trimmed_parsers_read_every_other_answer_whole():
+    loader = botocore.session.get_session().get_component("data_loader")
+    parsers = ResponseParsers(loader, ANSWERS_READ)
+    operation = botocore.session.get_session().get_service_model("ec2").operation_model("DescribeInstanceStatus")
+    body = (b'<DescribeInstanceStatusResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId>'
+            b'<instanceStatusSet><item><instanceId>i-1</instanceId><availabilityZone>us-east-1a</availabilityZone>'
+            b'</item></instanceStatusSet></DescribeInstanceStatusResponse>')
+    parsed = parsers.create_parser("ec2").parse({"body": body, "headers": {}, "status_code": 200},
+                                                operation.output_shape)
+    assert parsed["InstanceStatuses"] == [{"InstanceId": "i-1", "AvailabilityZone": "us-east-1a"}]
