@@ -6,12 +6,15 @@
 """A rollout's record in the history table: written when the run starts, after each wave, while a long wave
 runs (to renew its lease), and at its end; spooled whenever DynamoDB cannot be written.
 
-The items are built when the record is written (a copy of the run as it stands), and written in order by one
-thread of their own, so that the next wave does not wait for DynamoDB; the last write waits for the others.
+The items are built when the record is written (a copy of the run as it stands), and written by one thread of
+their own, so that the next wave does not wait for DynamoDB. Each write holds the whole run, so a write still
+waiting for that thread when a newer one comes is replaced by it: the last write waits for at most the one
+under way, then writes the run's end.
 """
 
 import concurrent.futures
 import datetime
+import threading
 
 try:
     from botocore.exceptions import BotoCoreError, ClientError
@@ -51,6 +54,8 @@ class RunRecord:
         self.lost = None
         self.writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="drs-record")
         self.writes = []
+        self._next = None  # (items, final) of the write waiting for the writer thread
+        self._next_lock = threading.Lock()
 
     def record(self, final=False, stopped=False, stop_reason=None, stopped_after_wave=None):
         """The history input of the run as it stands: every instance (settled or not yet), the waves so far,
@@ -85,11 +90,21 @@ class RunRecord:
         self.revision += 1
         for item in self.items:
             item["revision"] = self.revision
-        self.writes.append(self.writer.submit(self._write, self.items, bool(final.get("final"))))
+        with self._next_lock:
+            waiting = self._next is not None
+            self._next = (self.items, bool(final.get("final")))
+        if not waiting:
+            self.writes.append(self.writer.submit(self._write_next))
         if final.get("final"):
             for written in self.writes:
                 written.result()  # a write that broke says so here
             self.writer.shutdown()
+
+    def _write_next(self):
+        with self._next_lock:
+            items, final = self._next
+            self._next = None
+        self._write(items, final)
 
     def _write(self, items, final):
         try:

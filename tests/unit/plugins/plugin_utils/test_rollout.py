@@ -1,6 +1,7 @@
 """The rollout's own logic: its input checks, its plan, and what the operator reads of it."""
 
 import copy
+import threading
 
 import pytest
 
@@ -8,6 +9,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils i
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import console
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import plan as planning
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import settings as rules
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.record import RunRecord
 
 SOURCE, STAGING = "222222222222", "333333333333"
 ROLE = f"arn:aws:iam::{SOURCE}:role/DRSOrchestrationSourceRole"
@@ -142,3 +144,42 @@ def test_an_instance_can_only_be_settled_with_a_status_of_the_model():
     instance = planning.Instance(discovered(1, 1), SOURCE, "us-east-1")
     with pytest.raises(outcomes.UnknownStatus):
         instance.settle("done")
+
+
+class SlowStore:
+    """A history store whose first write is held until released, recording the revisions it writes."""
+
+    table_name = "history"
+    spool_dir = "spool"
+
+    def __init__(self):
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.second_written = threading.Event()
+        self.revisions = []
+
+    def write(self, items):
+        if not self.revisions:
+            self.started.set()
+            self.release.wait(10)
+        self.revisions.append((items[0]["revision"], items[0]["status"]))
+        if len(self.revisions) == 2:
+            self.second_written.set()
+        return {"spooled": [], "error": None}
+
+
+def test_a_write_waiting_behind_a_slow_one_is_replaced_by_the_newer_record():
+    accounts = [account()]
+    built = planning.build_plan(accounts, {(SOURCE, "us-east-1"): {"instances": [discovered(1, 1)]}}, [],
+                                defaults(accounts=accounts))
+    store = SlowStore()
+    run = RunRecord(store, {SOURCE: "source"}, "deployment", "run", built, accounts, warn=None)
+    run.write(0.0)
+    assert store.started.wait(10)  # revision 1 is being written
+    run.write(1.0)  # revision 2 waits for the writer...
+    run.write(2.0)  # ...and is replaced by revision 3
+    store.release.set()
+    assert store.second_written.wait(10)
+    built.planned[0].settle(outcomes.INSTALLED)
+    run.write(3.0, final=True)  # returns once the run's end is written
+    assert store.revisions == [(1, "in_progress"), (3, "in_progress"), (4, "success")]
