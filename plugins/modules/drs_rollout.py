@@ -20,7 +20,7 @@ description:
     O(max_failure_rate); at the end, records the run's outcome, sends its metrics and writes O(summary_file)."
   - "Never two installers on one instance: before sending in an account-region, the installs already running
     there (sent by an earlier run that was stopped, or by a run going on at the same time) are found with one
-    paged C(ListCommands) per install document and adopted: they are waited for, not sent again. Runs that
+    paged C(ListCommands) of the commands executing in the account-region and adopted: they are waited for, not sent again. Runs that
     share the history table also take a short send lock per account-region, so that two runs started at the same
     moment do not both send."
   - "Nothing in the background: the installs of a wave are followed in this task's own process, a thread per

@@ -11,14 +11,15 @@ them side by side on one clock, so that waiting is the driver's alone.
 
 Calls grow with batches and changes, not with instances per look:
 
-- before sending, one paged ListCommands per install document finds the installs already running (sent
-  by an earlier or a concurrent run) and they are adopted, never sent again; one paged DescribeSourceServers
-  listing finds the registered instances; DescribeInstanceInformation (50 a call) is read only for instances
-  whose SSM state is not known fresh;
+- before sending, one paged ListCommands of the commands executing in the account-region finds the installs
+  already running (sent by an earlier or a concurrent run) and they are adopted, never sent again; one paged
+  DescribeSourceServers listing finds the registered instances; DescribeInstanceInformation (50 a call) is
+  read only for instances whose SSM state is not known fresh;
 - SendCommand takes 50 instances a call;
-- a look is one paged ListCommands per document: a command's invocations are read (with their output, so
-  failures need no call of their own) only when its counts changed; DescribeSourceServers is listed only while
-  a success awaits its source server;
+- a look reads a command's invocations (with their output, so failures need no call of their own) only when
+  some of them ended: directly when the last look found some ending (its counts would have moved again), else
+  when its counts moved, read for all such commands of a document with one paged ListCommands;
+  DescribeSourceServers is listed only while a success awaits its source server;
 - looks back off while nothing changes, and come exactly at the deadlines (per install, registration, SSM
   online, overall), so that the end of a wave is noticed when it is due.
 """
@@ -138,7 +139,8 @@ class OpenCommand:
         self.size = len(self.open)  # of a command this install sent, every instance is its own
         self.adopted = adopted
         self.sender = sender  # the run that sent an adopted command, when its comment names one
-        self.progress = None  # command_progress() at the last look
+        self.progress = None  # command_progress() when its counts were last read (None: not read yet)
+        self.ending = False  # the last look found invocations of it ending
 
 
 class AccountRegionInstall:
@@ -433,12 +435,19 @@ class AccountRegionInstall:
     # --- following ---
 
     def _read_commands(self, now):
-        """One paged ListCommands per document for the open commands; the invocations of those whose counts
-        moved (or that ended) are read with their output and settled."""
+        """Read the invocations of the open commands in which some ended, with their output, and settle those:
+        directly for the commands found ending at the last look, through their counts (one paged ListCommands per
+        document) for the others."""
         changed = False
         by_document = {}
-        for command in self.open_commands.values():
-            by_document.setdefault(command.document_name, []).append(command)
+        for command in list(self.open_commands.values()):
+            if command.ending:
+                command.ending = self._read_invocations(command, now)
+                # its counts moved without being read: the next reading of them compares with none
+                command.progress = None
+                changed |= command.ending
+            else:
+                by_document.setdefault(command.document_name, []).append(command)
         for document_name, commands in by_document.items():
             oldest = min(command.requested_at for command in commands) - datetime.timedelta(seconds=1)
             listed = {entry["CommandId"]: entry
@@ -450,7 +459,8 @@ class AccountRegionInstall:
                 progress = run_command.command_progress(entry)
                 if progress == command.progress:
                     continue
-                changed |= self._read_invocations(command, now)
+                command.ending = self._read_invocations(command, now)
+                changed |= command.ending
                 # SSM's listings are eventually consistent: when the invocations show fewer ends than the command
                 # counts, they are read again at the next look rather than waited for until the next change
                 ended = command.size - len(command.open)
@@ -459,6 +469,7 @@ class AccountRegionInstall:
         return changed
 
     def _read_invocations(self, command, now):
+        """Settle the invocations of ``command`` that ended since the last reading; whether there were any."""
         changed = False
         for invocation in run_command.invocations(self.ssm, command.command_id, details=True):
             instance_id = invocation["InstanceId"]

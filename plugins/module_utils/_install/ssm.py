@@ -31,10 +31,10 @@ def command_progress(command):
 NOTHING_ENDED = (0, 0, 0, False)
 
 
-def list_commands(ssm, document_name, executing=False, invoked_after=None):
-    """The commands of one document in the client's account and region: those still executing, or those
-    requested from ``invoked_after`` (a datetime) on."""
-    filters = [{"key": "DocumentName", "value": document_name}]
+def list_commands(ssm, document_name=None, executing=False, invoked_after=None):
+    """The commands in the client's account and region, of one document (None: any): those still executing, or
+    those requested from ``invoked_after`` (a datetime) on."""
+    filters = [{"key": "DocumentName", "value": document_name}] if document_name else []
     if executing:
         filters.append({"key": "ExecutionStage", "value": "Executing"})
     if invoked_after is not None:
@@ -54,20 +54,23 @@ def invocations(ssm, command_id, details=False):
 
 
 def installs_in_flight(ssm, document_names, instance_ids):
-    """{instance id: (command id, the command)} of the install commands still running on any of
-    ``instance_ids``, whoever sent them: one paged listing per document, and the invocations of only the
-    commands that touch these instances."""
+    """{instance id: (command id, the command)} of the commands of ``document_names`` still running on any of
+    ``instance_ids``, whoever sent them: one paged listing of the commands executing in the account-region
+    (ListCommands takes one document a filter, and a region runs few commands at once), and the invocations of
+    only the install commands that touch these instances."""
     wanted = set(instance_ids)
+    documents = set(document_names)
     found = {}
-    for document_name in dict.fromkeys(document_names):
-        for command in list_commands(ssm, document_name, executing=True):
-            targets = set(command.get("InstanceIds") or [])
-            if targets and not targets & wanted:
-                continue
-            for invocation in invocations(ssm, command["CommandId"]):
-                instance_id = invocation["InstanceId"]
-                if instance_id in wanted and invocation["Status"] in IN_FLIGHT_STATUSES:
-                    found.setdefault(instance_id, (command["CommandId"], command))
+    for command in list_commands(ssm, executing=True):
+        if command.get("DocumentName") not in documents:
+            continue
+        targets = set(command.get("InstanceIds") or [])
+        if targets and not targets & wanted:
+            continue
+        for invocation in invocations(ssm, command["CommandId"]):
+            instance_id = invocation["InstanceId"]
+            if instance_id in wanted and invocation["Status"] in IN_FLIGHT_STATUSES:
+                found.setdefault(instance_id, (command["CommandId"], command))
     return found
 
 

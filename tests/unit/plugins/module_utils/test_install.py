@@ -239,7 +239,7 @@ class FakeSsm:
         self._count("ListCommands")
         filters = {entry["key"]: entry["value"] for entry in Filters}
         shaped = [self._shape(command) for command in reversed(self.commands)
-                  if command["DocumentName"] == filters["DocumentName"]]
+                  if command["DocumentName"] == filters.get("DocumentName", command["DocumentName"])]
         if filters.get("ExecutionStage") == "Executing":
             shaped = [command for command in shaped if command["Status"] == "InProgress"]
         return {"Commands": shaped[:MaxResults]}
@@ -312,8 +312,21 @@ def run_engine(count=120, online=None, outcomes=None, registered=(), check_mode=
     drs = drs or FakeDrs(ssm, registered)
     target = install.AccountRegionInstall(ssm, drs, settings(instance_ids=ids, agent_tags={"Application": "orders"},
                                                              **overrides), clock.now())
+    count_looks(target)
     runner = follow(target, clock=clock, check_mode=check_mode)
     return target, runner, ssm, drs
+
+
+def count_looks(target):
+    """Count the looks of ``target`` in ``target.looks``."""
+    target.looks = 0
+    look = target.look
+
+    def counted(now):
+        target.looks += 1
+        look(now)
+
+    target.look = counted
 
 
 def by_status(report):
@@ -330,10 +343,12 @@ def test_a_large_fleet_installs_in_batches_with_calls_per_look_not_per_instance(
     report = target.report()
     assert report["figures"]["installed"] == 120 and report["changed"]
     assert ssm.calls["SendCommand"] == 3
-    looks = ssm.calls["ListCommands"] - 2  # the two listings of installs in flight before sending
-    # a look reads one ListCommands page for the three commands; the invocations of a command only when its counts moved
-    assert ssm.calls["ListCommandInvocations"] <= 3 * looks
-    assert drs.calls <= looks + 1
+    # before sending, one listing of the commands executing; then a look reads at most one ListCommands page for the
+    # three commands, and the invocations of a command only when some of them ended
+    assert ssm.calls["ListCommands"] <= 1 + target.looks
+    assert ssm.calls["ListCommands"] + ssm.calls["ListCommandInvocations"] <= 1 + 4 * target.looks
+    assert ssm.calls["ListCommandInvocations"] <= 3 * target.looks
+    assert drs.calls <= target.looks + 1
     assert "GetCommandInvocation" not in ssm.calls
     assert all(result["source_server_id"] == "s-" + result["instance_id"][2:] for result in report["results"])
 
@@ -343,12 +358,38 @@ def test_calls_do_not_grow_while_installs_run_and_nothing_ends():
     clock = Clock()
     ssm = FakeSsm(clock, dict.fromkeys(ids, "Online"), dict.fromkeys(ids, "success"), duration=3000)
     target, _runner, ssm, _drs = run_engine(count=200, ssm=ssm, poll_interval=15, timeout=4200)
-    looks = ssm.calls["ListCommands"] - 2
+    looks = target.looks
     # four commands of 50 followed for 50 minutes: their invocations are read once, when they end, and the looks
     # back off to one a minute once nothing changed for two poll intervals
     assert ssm.calls["ListCommandInvocations"] == 4
     assert looks <= 3000 / 60 + 6
     assert target.report()["figures"]["installed"] == 200
+
+
+def test_while_installs_keep_ending_a_look_reads_the_invocations_without_the_counts():
+    ids = [instance(n) for n in range(50)]
+    ends = dict(zip(ids, [20] * 10 + [35] * 10 + [50] * 10 + [400] * 20))
+    clock = Clock()
+    ssm = FakeSsm(clock, dict.fromkeys(ids, "Online"), dict.fromkeys(ids, "success"), durations=ends)
+    target = install.AccountRegionInstall(ssm, FakeDrs(ssm), settings(instance_ids=ids, poll_interval=15,
+                                                                      timeout=3600), clock.now())
+    costs = []  # (ListCommands, ListCommandInvocations) of each look
+    look = target.look
+
+    def measured(now):
+        before = dict(ssm.calls)
+        look(now)
+        costs.append(tuple(ssm.calls.get(name, 0) - before.get(name, 0)
+                           for name in ("ListCommands", "ListCommandInvocations")))
+
+    target.look = measured
+    follow(target, clock=clock)
+    assert target.report()["figures"]["installed"] == 50
+    # 15 s: nothing ended (the counts); 30 s: ten ended (the counts, then the invocations); 45 s and 60 s: ten more
+    # each (the invocations only); 75 s: none (the invocations); then the counts again until the last ones end
+    assert costs[:5] == [(1, 0), (1, 1), (0, 1), (0, 1), (0, 1)]
+    assert all(cost in ((1, 0), (1, 1)) for cost in costs[5:])
+    assert costs[-1] == (1, 1)
 
 
 def test_failures_are_classified_from_the_invocation_output_without_a_call_each():
