@@ -4,7 +4,7 @@
 Runs playbooks/deploy_agents.yml (role drs_agent_deploy) against a running lab (scripts/with-lab.sh
 scale -- ...), once per time scale asked for (60 and 120 by default, the lab reset before each), and prints
 what the rollout cost: wall time against the floor (per wave, the slowest simulated install, in real seconds
-at the time scale used), the fixed overhead in seconds (before the first send, between waves, after the last
+at the time scale used; a Success that never registers lasts until its registration timeout), the fixed overhead in seconds (before the first send, between waves, after the last
 install), AWS calls per instance by operation, and the controller's peak memory (ansible-playbook and every
 process under it).
 
@@ -215,10 +215,15 @@ def scenario_facts(path):
     return {"instances": instances, "account_regions": len(places), "group_waves": waves}
 
 
-def wave_timeline(timeline, group_waves, sim_origin, scale):
+def wave_timeline(timeline, group_waves, sim_origin, scale, registration_timeout):
     """Per wave: installs sent, the slowest install (simulated s) and its outcome, and when (real s
     after the playbook started) the wave's first and last install command went out and its last
-    install ended."""
+    install was over.
+
+    An install is over when it ends, but a Success that registers no source server only when the
+    deployment's registration timeout (``registration_timeout`` real seconds) has passed after it: no
+    rollout can tell it from a slow registration sooner, so that wait counts as the install's, not
+    as overhead."""
     waves = {}
 
     def real(sim):
@@ -232,7 +237,7 @@ def wave_timeline(timeline, group_waves, sim_origin, scale):
             if wave is None:
                 continue
             entry = waves.setdefault(wave, {"sent": 0, "slowest": 0.0, "slowest_outcome": "", "first_send": None,
-                                            "last_send": None, "last_end": None, "unfinished": 0})
+                                            "last_send": None, "last_over": None, "unfinished": 0})
             entry["sent"] += 1
             sent_at = real(command["requested_at"])
             entry["first_send"] = sent_at if entry["first_send"] is None else min(entry["first_send"], sent_at)
@@ -241,11 +246,15 @@ def wave_timeline(timeline, group_waves, sim_origin, scale):
                 if invocation["started_at"] is not None:
                     entry["unfinished"] += 1
                 continue
-            ended = real(invocation["ended_at"])
-            entry["last_end"] = ended if entry["last_end"] is None else max(entry["last_end"], ended)
             duration = invocation["ended_at"] - invocation["started_at"]
+            outcome = invocation["status_details"]
+            if invocation["status"] == "Success" and not invocation["registers_source_server"]:
+                duration += registration_timeout * scale
+                outcome = "Success, never registered"
+            over = real(invocation["started_at"] + duration)
+            entry["last_over"] = over if entry["last_over"] is None else max(entry["last_over"], over)
             if duration > entry["slowest"]:
-                entry["slowest"], entry["slowest_outcome"] = duration, invocation["status_details"]
+                entry["slowest"], entry["slowest_outcome"] = duration, outcome
     return dict(sorted(waves.items()))
 
 
@@ -257,17 +266,17 @@ def verdict(met):
 
 def overhead(waves, wall, scale):
     """Where the wall time beyond the floor goes, in real seconds: before the first install is sent (start-up:
-    roles, discovery, planning, the run's first record), each gap between one wave's last install and the next
-    wave's first send, within the waves beyond their slowest install, and after the last install; None when an
-    install of a wave had not ended when the playbook ended."""
+    roles, discovery, planning, the run's first record), each gap between the moment one wave's last install was
+    over and the next wave's first send, within the waves beyond their slowest install, and after the last install
+    was over; None when an install of a wave had not ended when the playbook ended."""
     entries = list(waves.values())
-    if any(entry["last_end"] is None for entry in entries):
+    if any(entry["last_over"] is None for entry in entries):
         return None
     return {
         "before_first_send": entries[0]["first_send"],
-        "gaps": [later["first_send"] - earlier["last_end"] for earlier, later in zip(entries, entries[1:])],
-        "within_waves": sum(entry["last_end"] - entry["first_send"] - entry["slowest"] / scale for entry in entries),
-        "after_last_install": wall - entries[-1]["last_end"],
+        "gaps": [later["first_send"] - earlier["last_over"] for earlier, later in zip(entries, entries[1:])],
+        "within_waves": sum(entry["last_over"] - entry["first_send"] - entry["slowest"] / scale for entry in entries),
+        "after_last_install": wall - entries[-1]["last_over"],
     }
 
 
@@ -289,22 +298,23 @@ def print_report(facts, scale, summary, wall, waves, calls, sampler, load):
     print(f"load average          {load[0]} before, {load[1]} after (2 cores: above 2 means the timings are noisy)"
           if os.cpu_count() == 2 else f"load average          {load[0]} before, {load[1]} after ({os.cpu_count()} cores)")
     print()
-    print("wave  sent  slowest install (sim s)            floor s  first send s  sends spread s  last end s  "
+    print("wave  sent  slowest install (sim s)            floor s  first send s  sends spread s  last over s  "
           "idle after s  wave wall s (role)")
     wave_walls = {wave["wave"]: wave["wall_seconds"] for wave in summary["waves"]}
     numbers = list(waves)
     for index, (number, entry) in enumerate(waves.items()):
         following = waves[numbers[index + 1]]["first_send"] if index + 1 < len(numbers) else wall
-        idle = following - entry["last_end"] if entry["last_end"] is not None else float("nan")
+        idle = following - entry["last_over"] if entry["last_over"] is not None else float("nan")
         slowest = f"{entry['slowest']:.0f} ({entry['slowest_outcome']})"
         print(f"{number:>4}  {entry['sent']:>4}  {slowest:<35}  {entry['slowest'] / scale:>7.1f}  {entry['first_send']:>12.1f}  "
-              f"{entry['last_send'] - entry['first_send']:>14.1f}  {entry['last_end'] or float('nan'):>10.1f}  {idle:>12.1f}  "
+              f"{entry['last_send'] - entry['first_send']:>14.1f}  {entry['last_over'] or float('nan'):>11.1f}  {idle:>12.1f}  "
               f"{wave_walls.get(number, float('nan')):>18}")
         if entry["unfinished"]:
             print(f"      {entry['unfinished']} install(s) of wave {number} were still running when the playbook ended")
     print()
     print(f"wall time             {wall:.1f} s (deploy playbook, from start to exit)")
-    print(f"floor                 {floor:.1f} s (sum over waves of the slowest simulated install / time scale)")
+    print(f"floor                 {floor:.1f} s (sum over waves of the slowest simulated install / time scale; a Success "
+          "that never registers lasts until its registration timeout)")
     print(f"overhead              {ratio:.3f} = wall / floor      target <= {TARGET_OVERHEAD}   {verdict(ratio <= TARGET_OVERHEAD)}")
     fixed = overhead(waves, wall, scale)
     if fixed is None:
@@ -356,7 +366,9 @@ def bench(url, facts, scale):
         raise BenchError("deploy_agents.yml wrote no summary")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     calls = {op: after[op] - before.get(op, 0) for op in after if after[op] - before.get(op, 0)}
-    waves = wave_timeline(timeline, facts["group_waves"], sim_origin, scale)
+    registration_timeout = yaml.safe_load((ROOT / DEPLOY_VARS).read_text(encoding="utf-8"))[
+        "drs_agent_deploy_registration_timeout"]
+    waves = wave_timeline(timeline, facts["group_waves"], sim_origin, scale, registration_timeout)
     if not waves:
         raise BenchError("the lab saw no install commands")
     print_report(facts, scale, summary, wall, waves, calls, sampler, (round(load_before, 2), round(load_after, 2)))

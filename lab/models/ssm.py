@@ -933,6 +933,8 @@ class SsmService:
                     "started_at": moment(window[0]) if window else None,
                     "ended_at": moment(window[1]) if window and window[1] is not None else None,
                     "ends_at": moment(invocation.ends_at),
+                    # a Success that registers no source server: a deployment waits its registration timeout
+                    "registers_source_server": status == "Success" and invocation.ending.registers,
                 })
             commands.append({
                 "command_id": command.command_id,

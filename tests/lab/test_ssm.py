@@ -207,12 +207,19 @@ def test_successful_install_registers_the_server_in_drs_when_the_invocation_ends
     instance_id, = spare(1)
     drs = lab.client("drs")
     command = install(ssm, [instance_id])
+
+    def timeline_entry():
+        return next(entry for sent in lab.control("invocations")["commands"] if sent["command_id"] == command["CommandId"]
+                    for entry in sent["invocations"])
+
     advance(lab, 50)
     assert drs.describe_source_servers(filters={"hardwareId": instance_id})["items"] == []
+    assert timeline_entry()["registers_source_server"] is False
     advance(lab, 60)
     assert invocation(ssm, command["CommandId"], instance_id)["Status"] == "Success"
     servers = drs.describe_source_servers(filters={"hardwareId": instance_id})["items"]
     assert len(servers) == 1
+    assert timeline_entry()["registers_source_server"] is True
 
 
 def test_cross_account_install_registers_in_the_staging_account(lab, ssm, spare):
