@@ -29,6 +29,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import ClockSettingError
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import configured_clock
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.history import job_deployment_id
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import console
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import ARGUMENT_SPEC
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import Names
@@ -141,6 +142,7 @@ class ActionModule(ActionBase):
                           msg="The deployment input is not usable; nothing was sent and no AWS call was made:\n"
                               + "\n".join(f"- {error}" for error in errors))
             return result
+        settings["deployment_id"] = settings["deployment_id"] or job_deployment_id(task_vars or {}) or ""
         try:
             clock = configured_clock()
         except ClockSettingError as error:

@@ -205,7 +205,11 @@ options:
     type: str
     default: DRSOrchestration/AgentDeployment
   deployment_id:
-    description: The deployment's id in the history and on extended servers. Empty uses the run's own id.
+    description:
+      - The deployment's id in the history and on extended servers.
+      - Empty, in an AWX / Automation Platform job, uses its workflow job's id (C(awx-workflow-<awx_workflow_job_id>))
+        so that every slice of a sliced job records one deployment, else the job's own (C(awx-job-<awx_job_id>));
+        outside AWX, the run's own id.
     type: str
     default: ""
   auto_extend_source_servers:

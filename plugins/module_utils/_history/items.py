@@ -45,8 +45,23 @@ UNPROTECTED_FIELDS = ("instance_id", "name", "region", "wave", "priority", "stat
                       "command_id", "reason", "remediation")
 
 
+# AWX / Automation Platform job variables that name the deployment when none is given, and how: every slice
+# of a sliced job shares its workflow job, and a workflow passes the id on to its later nodes as an artifact.
+JOB_DEPLOYMENT_IDS = (("awx_workflow_job_id", "awx-workflow-"), ("awx_job_id", "awx-job-"))
+
+
 class HistoryInputError(Exception):
     """An option is wrong; the message names it."""
+
+
+def job_deployment_id(job_vars):
+    """The deployment id an AWX / Automation Platform job implies (its workflow job's, else its own), or None
+    outside AWX."""
+    for key, prefix in JOB_DEPLOYMENT_IDS:
+        value = job_vars.get(key)
+        if value not in (None, ""):
+            return f"{prefix}{value}"
+    return None
 
 
 # --- time ---------------------------------------------------------------------------------------

@@ -311,3 +311,53 @@ def test_metrics_are_batched_within_put_metric_data_limits():
     # the run's totals, without dimensions, for the alarms
     totals = {datum["MetricName"]: datum["Value"] for call in calls for datum in call if datum["Dimensions"] == []}
     assert totals["Attempted"] == 80 and totals["Installed"] == 80 and totals["SuccessRate"] == 100
+
+
+# --- the wave gate over several runs (AWX job slices) ---------------------------------------------
+
+def slice_items(run_id, statuses, wave=2, **overrides):
+    """The items one slice (its own run) recorded for ``wave``, read back as drs_wave_gate reads them."""
+    wave_times = [{"wave": wave, "started_at": STARTED, "finished_at": NOW}]
+    built = history.build_items(record([instance(number, status, wave=wave) for number, status in statuses],
+                                       run_id=run_id, waves=wave_times, **overrides), {}, NOW, 90)
+    return [query.shown(store.deserialize(store.serialize(item)), NOW) for item in built]
+
+
+def test_the_gate_adds_up_a_wave_over_every_slice_before_judging_it():
+    # 1 failed of 4 in one slice, 2 of 6 in the other: the wave is 3 of 10
+    first = slice_items("run-a", [(1, "installed"), (2, "installed"), (3, "failed"), (4, "already_registered"),
+                                  (5, "skipped_ssm_offline")])
+    second = slice_items("run-b", [(6, "installed"), (7, "timed_out"), (8, "installed"), (9, "failed"),
+                                   (10, "installed"), (11, "installed")])
+    assert history.judge_wave(first, 2, 0.25)["passed"]
+    assert not history.judge_wave(second, 2, 0.3)["passed"]
+    verdict = history.judge_wave(first + second, 2, 0.25)
+    assert not verdict["passed"]
+    assert verdict["figures"]["attempted"] == 10 and verdict["figures"]["failed"] == 3
+    assert verdict["figures"]["skipped"] == 1
+    assert "30%" in verdict["reason"] and "25%" in verdict["reason"]
+    assert {run["run_id"] for run in verdict["runs"]} == {"run-a", "run-b"}
+    assert history.judge_wave(first + second, 2, 0.3)["passed"]
+
+
+def test_the_gate_does_not_judge_a_wave_a_slice_has_not_finished_or_no_run_recorded():
+    done = slice_items("run-a", [(1, "installed")])
+    going = slice_items("run-b", [(2, "installed")], final=False, finished_at=None)
+    verdict = history.judge_wave(done + going, 2, 1.0)
+    assert not verdict["passed"]
+    assert [run["run_id"] for run in verdict["unsettled_runs"]] == ["run-b"]
+    assert "run-b (in_progress)" in verdict["reason"]
+    nothing = history.judge_wave(done, 3, 1.0)
+    assert not nothing["passed"] and "no run of this deployment recorded wave 3" in nothing["reason"]
+
+
+@pytest.mark.parametrize(("job_vars", "expected"), [
+    ({"awx_workflow_job_id": 41, "awx_job_id": 42}, "awx-workflow-41"),
+    ({"awx_job_id": 42}, "awx-job-42"),
+    ({"awx_workflow_job_id": "", "awx_job_id": 7}, "awx-job-7"),
+    ({}, None),
+])
+def test_an_awx_job_names_its_deployment_after_its_workflow_else_itself(job_vars, expected):
+    assert history.job_deployment_id(job_vars) == expected
+    if expected:
+        assert history.inputs.deployment_id_error("deployment_id", expected) is None
