@@ -30,7 +30,7 @@ SANITY_DIR := $(SANITY_ROOT)/$(NAMESPACE)/$(NAME)
 # Tools (ansible-*, pytest, ...) come from .venv first.
 export PATH := $(CURDIR)/$(VENV_BIN):$(PATH)
 
-.PHONY: help venv test lint sanity build pytest lab lab-measure demo bench clean clean-venv
+.PHONY: help venv test lint sanity build pytest lab lab-measure demo bench awx-rehearsal clean clean-venv
 
 # test runs its steps in order, even under make -j.
 .NOTPARALLEL:
@@ -44,6 +44,7 @@ help:
 	@echo "make lab     run the local AWS lab in the foreground (SCENARIO=$(SCENARIO) LAB_PORT=$(LAB_PORT))"
 	@echo "make lab-measure  seed a scenario in-process and print seeding time and idle memory (SCENARIO=scale)"
 	@echo "make bench   time the deploy playbook on the lab's scale scenario: overhead, AWS calls, memory (BENCH_ARGS=--time-scale N)"
+	@echo "make awx-rehearsal  run the controller configuration's workflow as AWX runs it (sliced jobs by ansible-runner) against the lab"
 	@echo "make clean   remove build output and caches (keeps .venv; 'make clean-venv' removes it)"
 
 venv: $(VENV_STAMP)
@@ -138,6 +139,14 @@ demo: $(VENV_STAMP) $(COLLECTION_LINK)
 bench: $(VENV_STAMP) $(COLLECTION_LINK)
 	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLLECTIONS_DIR) PYTHON=$(VENV_BIN)/python \
 	    scripts/with-lab.sh scale -- $(VENV_BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+# No AWX server runs here: this runs the "DRS rollout" workflow of playbooks/configure_controller.yml's definitions
+# as AWX would (each node a job by ansible-runner, sliced nodes as concurrent slice jobs, artifacts passed on)
+# against the lab's demo scenario, and prints per node: slices, instances, installed, failed, duplicate installs
+# and seconds (REHEARSAL_ARGS=--relaunch NODE:SLICE relaunches one slice job after its node).
+awx-rehearsal: $(VENV_STAMP) $(COLLECTION_LINK)
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLLECTIONS_DIR) PYTHON=$(VENV_BIN)/python \
+	    scripts/with-lab.sh demo -- scripts/awx-rehearsal.sh $(REHEARSAL_ARGS)
 
 clean:
 	rm -rf build out tests/output .pytest_cache .ansible
