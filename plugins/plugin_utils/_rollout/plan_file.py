@@ -92,8 +92,8 @@ def markdown(document):
     under it (in a <details> block when long)."""
     totals = document["totals"]
     verdict = ("Clean: every account-region was reached." if document["clean"] else
-               f"**Not clean**: {totals['unreachable']} account-region(s) could not be reached; applying would leave "
-               "them out.")
+               f"**Not clean**: {totals['unreachable']} account(s) or account-region(s) could not be reached; "
+               "applying would leave them out.")
     lines = ["## DRS agent rollout plan", "",
              f"Deployment pattern: {document['deployment_pattern']}. {verdict}", "",
              f"Would install {totals['install']}, reinstall {totals['reinstall']}, adopt {totals['adopt']} install(s) "

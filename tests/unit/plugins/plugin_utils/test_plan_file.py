@@ -84,7 +84,7 @@ def test_unreachable_accounts_and_places_that_cannot_be_planned_make_the_plan_no
         (OTHER, None), (SOURCE, "us-east-1")]
     assert "DRS answered AccessDenied" in document["unreachable"][1]["reason"]
     text = plan_file.markdown(document)
-    assert "**Not clean**: 2 account-region(s) could not be reached" in text
+    assert "**Not clean**: 2 account(s) or account-region(s) could not be reached" in text
     assert f"| {OTHER} | all | AccessDenied on sts:AssumeRole |" in text
 
 
