@@ -15,6 +15,7 @@ from tests.e2e.conftest import ANSIBLE_BIN, collection_environment, run_playbook
 from tests.lab_fixture import REPO_ROOT
 
 WORKFLOW = REPO_ROOT / "examples" / "github-actions" / "drs-rollout.yml"
+GITLAB = REPO_ROOT / "examples" / "gitlab-ci" / "drs-rollout.gitlab-ci.yml"
 SCENARIO = REPO_ROOT / "tests" / "e2e" / "scenarios" / "gitops.yml"
 WORKLOADS, APPS = "111111111111", "666666666666"
 APPS_ROLE = f"arn:aws:iam::{APPS}:role/DRSOrchestrationSourceRole"
@@ -152,3 +153,9 @@ def test_an_account_out_of_reach_makes_the_plan_fail_and_says_which(lab, tmp_pat
     assert planned(document, "install")  # the reachable account is planned all the same
     assert f"| {APPS} | all |" in text and "**Not clean**" in text
     assert wrong not in plan.stdout + plan.stderr + json.dumps(document) + text
+
+
+def test_the_gitlab_pipeline_runs_the_same_plan_and_apply_commands():
+    gitlab = yaml.safe_load(GITLAB.read_text(encoding="utf-8"))
+    assert gitlab["drs-plan"]["script"] == step_script("plan", "plan").splitlines()
+    assert gitlab["drs-apply"]["script"] == step_script("apply", "apply").splitlines()
