@@ -46,8 +46,13 @@ description:
   - "A run with nothing to deploy fails, saying why: no DR-tagged instance in the accounts, inventory hosts
     none of which was discovered, a O(waves) filter that matches no wave. A run where every instance is already
     protected succeeds unchanged and says so."
-  - In check mode, the action reads DRS, SSM and the installs in flight once per account-region and prints what
-    each wave would install, adopt and skip; nothing is sent or written.
+  - "In check mode, the action reads DRS, SSM and the installs in flight once per account-region and prints what
+    each wave would install, adopt and skip; nothing is sent, and nothing is written but the plan files of
+    O(plan_dir). With C(--diff), the plan is shown as Markdown."
+  - "Check mode's exit rule, for pipelines that gate on it: the task succeeds when every account-region was reached
+    and planned and every input is valid; whether there is work to do is in C(changed) and in the plan's
+    C(totals). It fails, naming the accounts, when an account or account-region could not be reached or planned
+    (the plan files are written all the same, with the reasons), and when there is nothing to deploy."
 author:
   - DRS orchestration contributors (@drs-orchestration)
 options:
@@ -188,6 +193,19 @@ options:
     description: Write the run's summary (JSON) to this file. Empty writes none. Not written in check mode.
     type: str
     default: ""
+  plan_dir:
+    description:
+      - In check mode, write the plan into this directory (created if needed) as C(plan.json) and C(plan.md), each
+        replaced in one step. Empty writes none; ignored outside check mode.
+      - "C(plan.json): C(clean) (every account-region reached), C(changed) (something would be installed),
+        C(totals), C(waves) (per wave, its account-regions with the instances it would C(install), C(reinstall),
+        C(adopt) (installs in flight, with their command) and C(skip) (each with its status and reason), and its
+        C(totals)), C(no_wave), C(excluded) (left out by the inventory limit or the waves filter, with the reason),
+        C(unreachable) (account, region or null for the whole account, reason) and C(inputs) (the deployment
+        pattern, the accounts without external ids, the waves, tag filters and tag keys). C(plan.md) is the same
+        plan as a pull-request comment."
+    type: str
+    default: ""
   history_table:
     description: The DynamoDB history table, in the controller's own account. Empty records nothing (and takes no send locks).
     type: str
@@ -261,6 +279,13 @@ EXAMPLES = r"""
     install_timeout: 1800
     summary_file: out/summary.json
   register: rollout
+
+- name: Plan only (check mode), writing plan.json and plan.md for a pull request
+  drs_orchestration.agent_deployer.drs_rollout:
+    accounts:
+      - {account_id: "222222222222", regions: [us-east-1]}
+    plan_dir: out/plan
+  check_mode: true
 """
 
 RETURN = r"""
@@ -284,7 +309,11 @@ summary:
   returned: when the rollout ran
   type: dict
 plan:
-  description: In check mode, per wave and account-region, the instances it would install, reinstall, adopt and skip (with reasons).
+  description: In check mode, the plan as O(plan_dir)'s C(plan.json) holds it.
+  returned: in check mode
+  type: dict
+diff:
+  description: In check mode, the plan in Markdown (C(prepared)), shown by C(--diff).
   returned: in check mode
   type: dict
 """

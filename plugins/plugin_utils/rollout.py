@@ -29,6 +29,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.d
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import check_tag_filters
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import console
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import extend
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import plan_file
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import build_plan
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import empty_reason
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.record import RunRecord
@@ -90,10 +91,10 @@ class Rollout:
             self.plan = build_plan(self.accounts, discoveries, unreachable, self.settings)
             self._show(console.plan_lines(self.plan) if not self.check_mode else [])
             self.empty_reason = empty_reason(self.plan, self.settings, self.accounts, self.name)
-            if self.empty_reason and not self.plan.unreachable:
-                return {"failed": True, "changed": False, "msg": f"Nothing to deploy: {self.empty_reason}."}
             if self.check_mode:
                 return self._plan_only()
+            if self.empty_reason and not self.plan.unreachable:
+                return {"failed": True, "changed": False, "msg": f"Nothing to deploy: {self.empty_reason}."}
             # with accounts out of reach, even a run with nothing left to deploy is recorded, failed for them
             return self._deploy()
 
@@ -233,30 +234,36 @@ class Rollout:
 
     def _plan_only(self):
         """Check mode: read DRS, SSM and the installs in flight once per account-region, and show what each wave
-        would do; nothing is sent or written."""
-        details, stopped = {}, {}
+        would do; nothing is sent, and only the plan files are written. Fails, naming them, when account-regions
+        could not be reached or planned, or when there is nothing to deploy."""
+        details = {}
         places = [place for wave in self.plan.waves for place in wave.places]
         installs = {place: self._install(place) for place in places}
         runner = install.Installs(list(installs.values()), self.clock, self.pool)
         runner.each(lambda target: target.prepare(self.clock.now(), check_mode=True))
         for place, target in installs.items():
-            if target in runner.failures:
-                stopped[place.name] = runner.failures[target]
-            details[place] = target.plan or dict.fromkeys(("would_install", "would_reinstall", "would_adopt",
-                                                           "would_skip"), [])
-        lines = console.plan_lines(self.plan, details)
-        lines.extend(f"  {name}: cannot be planned: {message}" for name, message in sorted(stopped.items()))
+            details[place] = {"error": runner.failures[target]} if target in runner.failures else target.plan
+        document = plan_file.plan_document(self.plan, details, self.settings, self.accounts)
+        lines = console.plan_lines(self.plan, {place: plan_of for place, plan_of in details.items()
+                                               if "error" not in plan_of})
         lines.extend(f"{entry['account_id']}{'/' + entry['region'] if entry.get('region') else ''} is left out: "
-                     f"{entry['reason']}" for entry in self.plan.unreachable)
+                     f"{entry['reason']}" for entry in document["unreachable"])
+        text = plan_file.markdown(document)
+        if self.settings["plan_dir"]:
+            lines.extend(f"Plan written to {path}" for path in plan_file.write_plan(self.settings["plan_dir"],
+                                                                                    document, text))
         self._show(lines)
-        plan = {"deployment_pattern": self.plan.pattern, "waves": [
-            {"wave": wave.number, "places": [dict(details[place], account_id=place.account_id, region=place.region,
-                                                  staging_account_id=place.staging_account_id)
-                                             for place in wave.places]} for wave in self.plan.waves],
-            "no_wave": [instance.record() for instance in self.plan.no_wave], "excluded": self.plan.excluded,
-            "unreachable": self.plan.unreachable}
-        would_send = any(plan_of["would_install"] or plan_of["would_reinstall"] for plan_of in details.values())
-        return {"changed": would_send, "plan": plan}
+        result = {"changed": document["changed"], "plan": document, "diff": {"prepared": text}}
+        problems = []
+        if self.empty_reason:
+            problems.append(f"Nothing to deploy: {self.empty_reason}.")
+        if not document["clean"]:
+            accounts = sorted({entry["account_id"] for entry in document["unreachable"]})
+            problems.append(f"The plan is not clean: could not be reached or planned: {', '.join(accounts)} (see the "
+                            "reasons above; set up the accounts' roles with playbooks/setup_accounts.yml).")
+        if problems:
+            result.update(failed=True, msg=" ".join(problems))
+        return result
 
     # --- the record ---
 

@@ -12,6 +12,7 @@ name, wave and priority, and receives its result, so nothing is ever joined back
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import outcomes
 
 PRIORITY_ORDER = ("critical", "high", "medium", "low")
+OUTSIDE_LIMIT = "not among the play's hosts (inventory limit)"
 RESULT_FIELDS = ("command_id", "adopted", "adopted_from", "ssm_status", "ssm_status_details", "response_code", "error_category",
                  "remediation", "stderr_tail", "stdout_tail", "source_server_id", "reason", "duration_seconds")
 
@@ -85,15 +86,17 @@ class Wave:
 
 
 class Plan:
-    """The waves in numeric order, the instances without a usable wave, the unreachable account-regions, and how
-    many discovered instances this run leaves out (inventory limit, waves filter)."""
+    """The waves in numeric order, the instances without a usable wave, the unreachable account-regions, and the
+    discovered instances this run leaves out (inventory limit, waves filter), each with the reason."""
 
-    def __init__(self, pattern, waves, no_wave, outside, unreachable, discovered, discovered_waves):
+    def __init__(self, pattern, waves, no_wave, left_out, unreachable, discovered, discovered_waves):
         self.pattern = pattern
         self.waves = waves
         self.no_wave = no_wave
-        self.outside_limit, self.outside_waves = outside
-        self.excluded = self.outside_limit + self.outside_waves
+        self.left_out = left_out  # [(instance, reason)]
+        self.outside_limit = sum(1 for _instance, reason in left_out if reason == OUTSIDE_LIMIT)
+        self.outside_waves = len(left_out) - self.outside_limit
+        self.excluded = len(left_out)
         self.unreachable = unreachable
         self.discovered = discovered
         self.discovered_waves = discovered_waves
@@ -121,8 +124,8 @@ def build_plan(accounts, discoveries, unreachable, settings):
     account-regions; ``unreachable`` lists the others with their reason."""
     limit = set(settings["instance_ids"]) if settings["instance_ids"] or settings["limit_to_instance_ids"] else None
     wanted_waves = set(settings["waves"]) or None
-    places, no_wave = {}, []
-    outside_limit = outside_waves = discovered = 0
+    places, no_wave, left_out = {}, [], []
+    discovered = 0
     discovered_waves = set()
     for account in accounts:
         for region in account["regions"]:
@@ -133,7 +136,7 @@ def build_plan(accounts, discoveries, unreachable, settings):
                 discovered += 1
                 instance = Instance(raw, account["account_id"], region)
                 if limit is not None and instance.instance_id not in limit:
-                    outside_limit += 1
+                    left_out.append((instance, OUTSIDE_LIMIT))
                     continue
                 if instance.wave is None:
                     instance.settle(outcomes.NO_WAVE, reason=raw.get("wave_error") or "no usable wave tag",
@@ -142,7 +145,7 @@ def build_plan(accounts, discoveries, unreachable, settings):
                     continue
                 discovered_waves.add(instance.wave)
                 if wanted_waves is not None and instance.wave not in wanted_waves:
-                    outside_waves += 1
+                    left_out.append((instance, f"wave {instance.wave} is not among the waves asked for"))
                     continue
                 key = (instance.wave, account["account_id"], region)
                 if key not in places:
@@ -154,7 +157,7 @@ def build_plan(accounts, discoveries, unreachable, settings):
         for place in wave_places:
             place.instances.sort(key=_priority_key)
         waves.append(Wave(number, wave_places))
-    return Plan(deployment_pattern(accounts), waves, no_wave, (outside_limit, outside_waves), unreachable, discovered,
+    return Plan(deployment_pattern(accounts), waves, no_wave, left_out, unreachable, discovered,
                 discovered_waves)
 
 

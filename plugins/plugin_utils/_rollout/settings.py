@@ -54,6 +54,7 @@ ARGUMENT_SPEC = dict(
     priority_tag_key=dict(type="str", default=DEFAULT_PRIORITY_TAG_KEY, no_log=False),
     progress_interval=dict(type="int", default=30),
     summary_file=dict(type="str", default=""),
+    plan_dir=dict(type="str", default=""),
     history_table=dict(type="str", default="drs-deployment-history"),
     history_region=dict(type="str", default="us-east-1"),
     history_spool_dir=dict(type="str", default=""),

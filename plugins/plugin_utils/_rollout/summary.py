@@ -62,15 +62,19 @@ def extension_summary(entries):
 
 
 def write_json(path, document):
-    """Replace ``path`` with ``document`` in one step (a temporary file beside it, renamed; removed if anything
+    """Replace ``path`` with ``document`` as JSON, in one step (see write_text)."""
+    write_text(path, json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_text(path, text):
+    """Replace ``path`` with ``text`` in one step (a temporary file beside it, renamed; removed if anything
     fails), so that a reader never sees half a file and nothing is left behind."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".summary-", suffix=".tmp")
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}-", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2, sort_keys=True, default=str)
-            stream.write("\n")
+            stream.write(text)
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
