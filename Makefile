@@ -136,9 +136,11 @@ demo: $(VENV_STAMP) $(COLLECTION_LINK)
 # A benchmark, not a test: the deploy playbook on the lab's scale scenario (3,120 instances, six
 # waves); prints wall time against the floor of the simulated installs, AWS calls per instance and
 # the controller's peak memory, next to their targets. Exits non-zero only when the run is invalid.
+# SCENARIO=scale-30k: the same on 31,200 instances in 120 account-regions (scripts/scale_copies.py).
+bench: SCENARIO = scale
 bench: $(VENV_STAMP) $(COLLECTION_LINK)
-	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLLECTIONS_DIR) PYTHON=$(VENV_BIN)/python \
-	    scripts/with-lab.sh scale -- $(VENV_BIN)/python scripts/bench.py $(BENCH_ARGS)
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLLECTIONS_DIR) PYTHON=$(VENV_BIN)/python BENCH_SCENARIO=$(SCENARIO) \
+	    scripts/with-lab.sh $(SCENARIO) -- $(VENV_BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 # No AWX server runs here: this runs the "DRS rollout" workflow of playbooks/configure_controller.yml's definitions
 # as AWX would (each node a job by ansible-runner, sliced nodes as concurrent slice jobs, artifacts passed on)

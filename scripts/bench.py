@@ -24,9 +24,11 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIO_FILE = ROOT / "lab" / "scenarios" / "scale.yml"
-SETUP_VARS = "playbooks/vars/lab_scale_setup.yml"
-DEPLOY_VARS = "playbooks/vars/lab_scale_deploy.yml"
+# the scale scenario (3,120 instances) by default; scale-30k is its tenfold copy (scripts/scale_copies.py)
+SCENARIO = os.environ.get("BENCH_SCENARIO", "scale")
+SCENARIO_FILE = ROOT / "lab" / "scenarios" / f"{SCENARIO}.yml"
+SETUP_VARS = f"playbooks/vars/lab_{SCENARIO}_setup.yml"
+DEPLOY_VARS = f"playbooks/vars/lab_{SCENARIO}_deploy.yml"
 OUT_DIR = ROOT / "out" / "bench"
 WAVE_TAG = "dr:wave"
 TAG_FILTERS = {"dr:enabled": "true", "dr:recovery-strategy": "drs"}
@@ -289,7 +291,7 @@ def print_report(facts, scale, summary, wall, waves, calls, sampler, load):
     peak_mb = sampler.peak_bytes / 1e6
     totals = summary["totals"]
 
-    print(f"== make bench: playbooks/deploy_agents.yml against the lab's scale scenario, time scale {scale:g}")
+    print(f"== make bench: playbooks/deploy_agents.yml against the lab's {SCENARIO} scenario, time scale {scale:g}")
     print(f"time scale            {scale:g} simulated seconds per real second")
     print(f"instances             {instances} DR-tagged (scenario: {facts['instances']}); {totals['installed']} installed, "
           f"{totals['already_registered']} already registered, {totals['failed']} failed, {totals['skipped']} skipped")
@@ -382,13 +384,14 @@ def main():
     args = parser.parse_args()
     url = os.environ.get("LAB_ENDPOINT_URL")
     if not url:
-        print("bench: LAB_ENDPOINT_URL is not set; run it through scripts/with-lab.sh scale -- (make bench)", file=sys.stderr)
+        print(f"bench: LAB_ENDPOINT_URL is not set; run it through scripts/with-lab.sh {SCENARIO} -- (make bench)",
+              file=sys.stderr)
         return 2
     facts = scenario_facts(SCENARIO_FILE)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     try:
-        if control(url, "scenario")["name"] != "scale":
-            raise BenchError("the lab does not run the scale scenario")
+        if control(url, "scenario")["name"] != SCENARIO:
+            raise BenchError(f"the lab does not run the {SCENARIO} scenario")
         for number, scale in enumerate(args.time_scales or DEFAULT_TIME_SCALES):
             if number:
                 print()
