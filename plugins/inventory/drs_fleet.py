@@ -119,7 +119,6 @@ cache_connection: ~/.cache/drs_fleet
 """
 
 import concurrent.futures
-import os
 
 try:
     from botocore.exceptions import BotoCoreError, ClientError
