@@ -91,16 +91,24 @@ def inventory_of(hostnames, inventory):
     return {"all": {"hosts": {name: inventory["hosts"][name] for name in hostnames}, "children": groups}}
 
 
+def plain(mapping):
+    """ansible-inventory's JSON marks text that came from outside as {"__ansible_unsafe": text}: the text."""
+    if set(mapping) == {"__ansible_unsafe"}:
+        return mapping["__ansible_unsafe"]
+    return mapping
+
+
 def update_inventory(source_path, env):
     """The hosts (with their variables) and groups an inventory update finds, as AWX keeps them."""
     with tempfile.TemporaryDirectory(prefix="awx-inventory-update-") as private:
         runner = ansible_runner.run_command(
             executable_cmd=str(ANSIBLE_BIN / "ansible-inventory"), cmdline_args=["-i", str(ROOT / source_path), "--list", "--export"],
-            envvars=env, private_data_dir=private, quiet=True, suppress_env_files=True)
+            # as AWX's inventory updates: a source that cannot be parsed fails the update
+            envvars=dict(env, ANSIBLE_INVENTORY_UNPARSED_FAILED="True"), private_data_dir=private, quiet=True, suppress_env_files=True)
         stdout, stderr, rc = runner
     if rc != 0:
         raise SystemExit(f"inventory update of {source_path} failed (rc {rc}):\n{stderr or stdout}")
-    listed = json.loads(stdout)
+    listed = json.loads(stdout, object_hook=plain)
     hosts = listed.get("_meta", {}).get("hostvars", {})
     groups = {}
 
@@ -273,15 +281,16 @@ def duplicate_installs(before, after):
     per_instance = {}
     for command in after:
         for invocation in command["invocations"]:
-            per_instance.setdefault(invocation["instance_id"], []).append((command["requested_at"], command["command_id"],
-                                                                          invocation))
+            per_instance.setdefault(invocation["instance_id"], []).append(
+                {"requested_at": command["requested_at"], "command_id": command["command_id"], "invocation": invocation})
     duplicates = 0
     for sent in per_instance.values():
-        sent.sort(key=lambda entry: entry[0])
-        for (_, _, earlier), (requested, command_id, _) in zip(sent, sent[1:]):
-            if command_id in known:
+        sent.sort(key=lambda entry: entry["requested_at"])
+        for before_it, later in zip(sent, sent[1:]):
+            if later["command_id"] in known:
                 continue
-            still_running = earlier["ended_at"] is None or earlier["ended_at"] > requested
+            earlier = before_it["invocation"]
+            still_running = earlier["ended_at"] is None or earlier["ended_at"] > later["requested_at"]
             if still_running or earlier["status"] == "Success":
                 duplicates += 1
     return duplicates

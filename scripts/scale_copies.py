@@ -16,6 +16,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 KEEP = ("orchestration", "target")
+
+
 class IndentedDumper(yaml.SafeDumper):
     """Lists indented under their key, as the collection's YAML lint wants them."""
 

@@ -60,7 +60,8 @@ __all__ = (
     "HistoryInputError", "INTERRUPTED", "IN_PROGRESS", "LEASE_RENEWAL", "LEASE_SECONDS", "MAX_UNPROTECTED",
     "PATTERNS", "STOPPED", "Store", "WRITE_RETRY", "build_items", "deployment_items", "derive_pattern",
     "effective_status", "error_text", "failed_instances", "flatten", "info_option_errors", "iso",
-    "job_deployment_id", "judge_wave", "names_of", "parse_time", "query_history", "record_finished", "record_option_errors", "spooled_files", "time_range_errors",
+    "job_deployment_id", "judge_wave", "names_of", "parse_time", "query_history", "record_finished",
+    "record_option_errors", "spooled_files", "time_range_errors",
 )
 
 
