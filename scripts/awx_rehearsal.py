@@ -328,6 +328,8 @@ def main(argv=None):
     base = {key: os.environ[key] for key in PASSED_ON if key in os.environ}
     base["PATH"] = os.pathsep.join([str(ANSIBLE_BIN), base.get("PATH", os.defpath)])
     os.environ["PATH"] = base["PATH"]  # ansible-runner finds ansible-playbook on it
+    for key in [key for key in os.environ if key.startswith("AWS_") and key not in PASSED_ON]:
+        del os.environ[key]  # ansible-runner hands its own environment on to the jobs, as an EE has none of these
     env = dict(base, AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, **injected_env)
     [source] = definitions["inventory_sources"]
     inventory = update_inventory(source["source_path"], env)
