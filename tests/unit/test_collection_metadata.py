@@ -127,7 +127,7 @@ def test_artifact_ships_example_vars_but_no_lab_vars(artifact):
 
 def test_shipped_tests_import_nothing_of_the_repository(artifact):
     """The tests in the artifact run from an installed collection: they import neither the lab nor the
-    repository's test helpers (tests/lab_fixture.py, tests/lab_clock.py), which are not shipped."""
+    repository's test modules (tests/lab_fixture.py, tests/lab_clock.py), which are not shipped."""
     shipped_tests = [m for m in _members(artifact) if m.startswith("tests/") and m.endswith(".py")]
     assert "tests/unit/plugins/module_utils/test_outcomes.py" in shipped_tests
     repository_import = re.compile(r"^\s*(from|import)\s+(tests|lab)\b", re.MULTILINE)
