@@ -30,7 +30,7 @@ SANITY_DIR := $(SANITY_ROOT)/$(NAMESPACE)/$(NAME)
 # Tools (ansible-*, pytest, ...) come from .venv first.
 export PATH := $(CURDIR)/$(VENV_BIN):$(PATH)
 
-.PHONY: help venv test lint sanity build pytest lab lab-measure demo bench awx-rehearsal clean clean-venv
+.PHONY: help venv test lint sanity build pytest lab lab-measure demo bench awx-rehearsal ee-context clean clean-venv
 
 # test runs its steps in order, even under make -j.
 .NOTPARALLEL:
@@ -41,6 +41,7 @@ help:
 	@echo "make lint    ansible-lint (production profile) and antsibull-changelog lint"
 	@echo "make sanity  ansible-test sanity on a copy under $(SANITY_DIR)"
 	@echo "make build   build the collection artifact into build/"
+	@echo "make ee-context  build the artifact and write the execution environment's build context to $(EE_CONTEXT)/"
 	@echo "make lab     run the local AWS lab in the foreground (SCENARIO=$(SCENARIO) LAB_PORT=$(LAB_PORT))"
 	@echo "make lab-measure  seed a scenario in-process and print seeding time and idle memory (SCENARIO=scale)"
 	@echo "make bench   time the deploy playbook on the lab's scale scenario: overhead, AWS calls, memory (BENCH_ARGS=--time-scale N)"
@@ -112,6 +113,22 @@ sanity: $(VENV_STAMP)
 
 build: $(VENV_STAMP)
 	$(VENV_BIN)/ansible-galaxy collection build --force --output-path build/
+
+# The build context of the execution environment image (ee/execution-environment.yml) with the
+# artifact that `build` just made; building the image itself needs podman or docker and a registry
+# (see README). tests/unit/test_execution_environment.py runs this target.
+EE_CONTEXT ?= build/ee
+VERSION = $(shell sed -n 's/^version: *//p' galaxy.yml)
+ARTIFACT = $(NAMESPACE)-$(NAME)-$(VERSION).tar.gz
+
+# ansible-builder only warns when a file to copy is missing, so a version in galaxy.yml that
+# ee/execution-environment.yml does not name yet fails here.
+ee-context: build
+	rm -rf $(EE_CONTEXT)
+	$(VENV_BIN)/ansible-builder create --file ee/execution-environment.yml \
+	    --context $(EE_CONTEXT) --output-filename Containerfile
+	test -f $(EE_CONTEXT)/_build/collections/$(ARTIFACT) || \
+	    { echo "ee/execution-environment.yml must name build/$(ARTIFACT)" >&2; exit 1; }
 
 lab: $(VENV_STAMP)
 	$(VENV_BIN)/python -m lab serve --scenario lab/scenarios/$(SCENARIO).yml --port $(LAB_PORT)

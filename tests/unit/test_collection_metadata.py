@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,12 @@ NOT_SHIPPED = (
     "tests/__init__.py",
     "pytest.ini",
     "inventories/lab",
+    "tests/e2e",
+    "tests/lab_clock.py",
+    # they read galaxy.yml and run the Makefile, which only the repository has
+    "tests/unit/test_collection_metadata.py",
+    "tests/unit/test_execution_environment.py",
+    "ee",
     "scripts",
     "ansible.cfg",
     ".venv",
@@ -109,6 +117,34 @@ def test_artifact_ships_collection_files(artifact):
 def test_artifact_leaves_out_development_files(artifact, excluded):
     shipped = [m for m in _members(artifact) if m == excluded or m.startswith(excluded + "/")]
     assert not shipped, "%s must not be in the artifact: %s" % (excluded, shipped[:5])
+
+
+def test_artifact_ships_example_vars_but_no_lab_vars(artifact):
+    vars_files = fnmatch.filter(_members(artifact), "playbooks/vars/*.yml")
+    assert not fnmatch.filter(vars_files, "playbooks/vars/lab_*"), vars_files
+    assert "playbooks/vars/deploy_multi_account.example.yml" in vars_files
+
+
+def test_shipped_tests_import_nothing_of_the_repository(artifact):
+    """The tests in the artifact run from an installed collection: they import neither the lab nor the
+    repository's test modules (tests/lab_fixture.py, tests/lab_clock.py), which are not shipped."""
+    shipped_tests = [m for m in _members(artifact) if m.startswith("tests/") and m.endswith(".py")]
+    assert "tests/unit/plugins/module_utils/test_outcomes.py" in shipped_tests
+    repository_import = re.compile(r"^\s*(from|import)\s+(tests|lab)\b", re.MULTILINE)
+    importing = [m for m in shipped_tests if repository_import.search(artifact.extractfile(m).read().decode("utf-8"))]
+    assert not importing
+
+
+def test_artifact_ships_execution_environment_requirements(artifact):
+    """ansible-builder reads meta/execution-environment.yml from the installed collection; the files it
+    names are in the artifact and ask for boto3 and botocore."""
+    meta = yaml.safe_load(artifact.extractfile("meta/execution-environment.yml"))
+    dependencies = meta["dependencies"]
+    assert set(dependencies) == {"python", "system"}
+    members = set(_members(artifact))
+    assert {dependencies["python"], dependencies["system"]} <= members
+    python = artifact.extractfile(dependencies["python"]).read().decode("utf-8")
+    assert {"boto3", "botocore"} <= set(re.findall(r"^([A-Za-z0-9_.-]+)", python, re.MULTILINE))
 
 
 def test_files_json_lists_no_lab_files(artifact):
