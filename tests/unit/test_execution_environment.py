@@ -5,8 +5,9 @@
 
 No image can be built here (no container engine, no registry), so these tests check what the build would
 install: the Containerfile's stages, the Galaxy requirements with this collection's artifact inside the
-context, and the Python and system requirements that ansible-builder's own introspection script (shipped in
-the context, run by the image build) collects from the artifact once installed.
+context, the collection installed from it with the requirement files its meta/execution-environment.yml
+names, and the Python requirements that ansible-builder's own introspection script (shipped in the context,
+run by the image build) collects from it.
 """
 
 from __future__ import annotations
@@ -72,18 +73,27 @@ def fixture_artifact_in_context(context, galaxy_requirements):
     return path
 
 
-@pytest.fixture(name="introspected", scope="module")
-def fixture_introspected(context, tmp_path_factory):
-    """The collections installed by the image's Galaxy stage command, from the context's _build folder
-    (offline: amazon.aws must be the version installed here, the one the tests run with), then the
-    requirements that the context's introspection script collects from them, as the builder stage runs it."""
+@pytest.fixture(name="image_collections", scope="module")
+def fixture_image_collections(context, tmp_path_factory):
+    """The collections as the image's Galaxy stage installs them: its command, from the context's _build
+    folder (offline: amazon.aws must be the version installed here, the one the tests run with)."""
     collections = tmp_path_factory.mktemp("collections")
     galaxy = os.path.join(os.path.dirname(sys.executable), "ansible-galaxy")
     install = [galaxy, "collection", "install", "--offline", "-r", "requirements.yml", "--collections-path", str(collections)]
     _run(install, cwd=str(context / "_build"))
-    installed = collections / "ansible_collections" / NAMESPACE / NAME
-    introspect = [sys.executable, str(context / "_build" / "scripts" / "introspect.py"), "introspect", str(collections)]
-    return installed, yaml.safe_load(_run(introspect, cwd=str(collections)))
+    return collections
+
+
+@pytest.fixture(name="installed", scope="module")
+def fixture_installed(image_collections):
+    return image_collections / "ansible_collections" / NAMESPACE / NAME
+
+
+@pytest.fixture(name="introspected", scope="module")
+def fixture_introspected(context, image_collections):
+    """The requirements that the context's introspection script collects, as the image's builder stage runs it."""
+    introspect = [sys.executable, str(context / "_build" / "scripts" / "introspect.py"), "introspect", str(image_collections)]
+    return yaml.safe_load(_run(introspect, cwd=str(image_collections)))
 
 
 def _build_arg(containerfile, name):
@@ -110,8 +120,9 @@ def test_containerfile_installs_the_galaxy_requirements_from_the_context(contain
     assert re.search(r"ansible-galaxy collection install .*-r requirements\.yml", containerfile)
 
 
-def test_galaxy_requirements_pin_amazon_aws(galaxy_requirements, introspected):
-    # the offline install of the requirements (introspected) proves the pin is the version tested here
+@pytest.mark.usefixtures("image_collections")
+def test_galaxy_requirements_pin_amazon_aws(galaxy_requirements):
+    # the offline install of the requirements (image_collections) proves the pin is the version tested here
     amazon_aws = [entry for entry in galaxy_requirements if entry["name"] == "amazon.aws"]
     assert len(amazon_aws) == 1 and amazon_aws[0]["version"].startswith("=="), galaxy_requirements
 
@@ -123,14 +134,12 @@ def test_context_holds_this_collections_artifact(artifact_in_context):
     assert (info["namespace"], info["name"], info["version"]) == (NAMESPACE, NAME, galaxy["version"])
 
 
-def test_installed_collection_declares_its_execution_environment(introspected):
-    installed, _ = introspected
+def test_installed_collection_declares_its_execution_environment(installed):
     meta = _load_yaml(installed / "meta" / "execution-environment.yml")
     assert meta["dependencies"] == {"python": "requirements.txt", "system": "bindep.txt"}
     assert (installed / "bindep.txt").is_file()
 
 
 def test_image_gets_boto3_and_botocore_from_this_collection(introspected):
-    _, requirements = introspected
-    ours = [line for line in requirements["python"] if line.endswith("# from collection %s.%s" % (NAMESPACE, NAME))]
+    ours = [line for line in introspected["python"] if line.endswith("# from collection %s.%s" % (NAMESPACE, NAME))]
     assert sorted(re.match(r"[A-Za-z0-9_.-]+", line).group(0) for line in ours) == ["boto3", "botocore"]
