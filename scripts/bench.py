@@ -5,8 +5,8 @@ Runs playbooks/deploy_agents.yml (role drs_agent_deploy) against a running lab (
 scale -- ...), once per time scale asked for (60 and 120 by default, the lab reset before each), and prints
 what the rollout cost: wall time against the floor (per wave, the slowest simulated install, in real seconds
 at the time scale used; a Success that never registers lasts until its registration timeout), the fixed
-overhead in seconds (before the first send, between waves, after the last install), AWS calls per instance by operation, and the controller's peak memory (ansible-playbook and every
-process under it).
+overhead in seconds (before the first send, between waves, after the last install), AWS calls per instance by
+operation, and the controller's peak memory (ansible-playbook and every process under it).
 
 A benchmark, not a test: it exits 0 when it ran, whether or not the targets were met, and non-zero
 when the run cannot be measured (the lab is not there, setup or the deploy playbook failed).

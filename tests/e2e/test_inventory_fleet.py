@@ -95,8 +95,9 @@ def test_hosts_vars_and_groups_are_what_the_lab_holds_across_accounts(lab, holdi
         assert instance_id in members(listing, f"account_{account_id}")
         assert instance_id in members(listing, f"region_{region.replace('-', '_')}")
         assert instance_id in members(listing, f"priority_{tags['dr:priority']}")
-    for wave in {tags["dr:wave"] for _, _, tags in holdings.values() if tags["dr:wave"].isdigit()}:
-        expected = {i for i, (_, _, tags) in holdings.items() if tags["dr:wave"] == wave}
+    tags_of = {instance_id: held[2] for instance_id, held in holdings.items()}
+    for wave in {tags["dr:wave"] for tags in tags_of.values() if tags["dr:wave"].isdigit()}:
+        expected = {instance_id for instance_id, tags in tags_of.items() if tags["dr:wave"] == wave}
         assert members(listing, f"wave_{int(wave)}") == expected
         assert {hostvars[i]["drs_wave"] for i in expected} == {int(wave)}
     broken = lab.broken_wave_instance
@@ -115,7 +116,7 @@ def test_a_profile_gives_the_operator_credentials(lab, holdings, tmp_path):
 
 def test_a_wrong_external_id_fails_naming_the_account_and_not_the_id(lab, tmp_path):
     wrong = "wrong-id-4d1f9b"
-    completed, _ = inventory_list(lab, write_inventory(tmp_path), DRS_EXTERNAL_ID=wrong,
+    completed, _listing = inventory_list(lab, write_inventory(tmp_path), DRS_EXTERNAL_ID=wrong,
                                   ANSIBLE_INVENTORY_UNPARSED_FAILED="1")
     output = completed.stdout + completed.stderr
     assert completed.returncode != 0

@@ -35,9 +35,9 @@ def test_an_instance_without_a_usable_wave_is_in_no_wave_group(wave):
 def test_host_vars_name_the_instance_the_way_the_deploy_playbook_reads_it():
     variables = host_vars(instance(wave="2", priority="low"))
     assert variables["instance_id"] == "i-0123456789abcdef0"
-    assert (variables["drs_account_id"], variables["drs_region"], variables["drs_wave"], variables["drs_priority"],
-            variables["drs_platform"], variables["drs_name"]) == ("222222222222", "us-west-2", 2, "low", "windows",
-                                                                   "db-01")
+    shown = (variables["drs_account_id"], variables["drs_region"], variables["drs_wave"], variables["drs_priority"],
+             variables["drs_platform"], variables["drs_name"])
+    assert shown == ("222222222222", "us-west-2", 2, "low", "windows", "db-01")
     assert host_vars(instance(wave="x"))["drs_wave"] is None
 
 
