@@ -117,7 +117,7 @@ def test_a_profile_gives_the_operator_credentials(lab, holdings, tmp_path):
 def test_a_wrong_external_id_fails_naming_the_account_and_not_the_id(lab, tmp_path):
     wrong = "wrong-id-4d1f9b"
     completed, _listing = inventory_list(lab, write_inventory(tmp_path), DRS_EXTERNAL_ID=wrong,
-                                  ANSIBLE_INVENTORY_UNPARSED_FAILED="1")
+                                         ANSIBLE_INVENTORY_UNPARSED_FAILED="1")
     output = completed.stdout + completed.stderr
     assert completed.returncode != 0
     for account_id, name in SOURCE_ACCOUNTS.items():
