@@ -89,8 +89,8 @@ PREFIX = "drs_controller_"
 NOT_FIXED = dict(
     {key: "it comes from the credential's external_id" for key in CREDENTIAL_INJECTORS["extra_vars"]},
     drs_agent_deploy_waves="the workflow's nodes and the survey choose the waves",
-    **{key: "the deploy survey sets it" for key in (SURVEY_ACCOUNTS, SURVEY_ACCOUNT_IDS, SURVEY_REGIONS,
-                                                     SURVEY_PATTERN, SURVEY_WAVES, SURVEY_CHECK)})
+    **{key: "the deploy survey sets it"
+       for key in (SURVEY_ACCOUNTS, SURVEY_ACCOUNT_IDS, SURVEY_REGIONS, SURVEY_PATTERN, SURVEY_WAVES, SURVEY_CHECK)})
 
 
 def _check(s):

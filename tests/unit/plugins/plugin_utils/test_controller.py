@@ -210,9 +210,10 @@ def answer_errors(question, answers):
     qtype = question["type"]
     if qtype in ("text", "textarea", "password") and not isinstance(value, str):
         return [f"{variable}: {value!r} is not a string"]
-    if qtype == "integer" and type(value) is not int:
+    # AWX compares the type itself: a boolean is no number
+    if qtype == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
         return [f"{variable}: {value!r} is not an integer"]
-    if qtype == "float" and type(value) not in (float, int):
+    if qtype == "float" and (isinstance(value, bool) or not isinstance(value, (float, int))):
         return [f"{variable}: {value!r} is not a number"]
     if qtype in ("integer", "float"):
         if question.get("min") not in ("", None) and value < question["min"]:
@@ -255,13 +256,11 @@ ACCOUNTS = [
 
 def test_the_deploy_survey_is_one_the_controller_saves():
     for extra_vars in ({}, {"drs_agent_deploy_accounts": ACCOUNTS}):
-        _, survey = deploy_survey(extra_vars=extra_vars)
-        assert survey_spec_errors(survey) == []
+        assert survey_spec_errors(deploy_survey(extra_vars=extra_vars)[1]) == []
 
 
 def test_the_survey_check_catches_what_the_controller_refuses():
-    _, survey = deploy_survey()
-    broken = copy.deepcopy(survey)
+    broken = copy.deepcopy(deploy_survey()[1])
     waves = next(question for question in broken["spec"] if question["type"] == "multiselect")
     waves["default"] = "7"
     del broken["spec"][0]["required"]
@@ -310,7 +309,7 @@ def test_every_workflow_node_prompt_is_one_its_template_accepts():
 
 
 def test_a_node_that_sets_a_survey_variable_with_another_type_is_caught():
-    deploy, survey = deploy_survey()
+    deploy = deploy_survey()[0]
     waves_question = {"question_name": "Waves", "variable": "drs_agent_deploy_waves", "type": "multiselect",
                       "choices": ["1", "2"], "required": False}
     assert answer_errors(waves_question, launch_variables(deploy, {"drs_agent_deploy_waves": [1]}))
