@@ -14,9 +14,21 @@ sliced by the template's ``job_slice_count``) whose success leads to a gate node
 judging wave ``n`` over all its slices), whose success leads to the next wave; after the last gate passes, the
 report. The deploy nodes raise the slices' own failure-rate limit to 1 so that no slice stops on its share of
 the wave: the gate decides on the whole wave. A failed node ends the workflow as failed.
+
+The deploy template's survey is the deploy dialog (accounts, regions, deployment pattern, waves, check mode, the
+failure-rate limit, extension). Its variables are never those the workflow's nodes set, whose values the controller
+would check against the questions. ``playbooks/deploy_agents.yml`` maps the answers onto the deploy role's
+variables; ``deploy_scope`` (filter ``drs_deploy_scope``) turns the accounts, regions and pattern into
+``drs_agent_deploy_accounts``, from the accounts the deploy template holds as ``drs_deploy_accounts``.
+
+A bad setting raises ValueError naming the role variable, the entry and the rule, before any object is built.
 """
 
 import copy
+
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import inputs
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.history import PATTERNS
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import deployment_pattern
 
 KINDS = ("execution_environments", "projects", "credential_types", "credentials", "inventories",
          "inventory_sources", "job_templates", "workflow_job_templates")
@@ -59,13 +71,70 @@ CREDENTIAL_INJECTORS = {
         "AWS_SESSION_TOKEN": "{{ session_token }}",
         "DRS_EXTERNAL_ID": "{{ external_id }}",
     },
-    "extra_vars": {"drs_agent_deploy_external_id": "{{ external_id }}"},
+    # the roles of the setup, deploy and extension templates each read the external id as their own variable
+    "extra_vars": {"drs_agent_deploy_external_id": "{{ external_id }}",
+                   "drs_account_setup_external_id": "{{ external_id }}",
+                   "drs_extension_external_id": "{{ external_id }}"},
 }
+
+# The deploy survey's variables, mapped onto the deploy role's by playbooks/deploy_agents.yml.
+SURVEY_ACCOUNTS = "drs_deploy_accounts"  # not a question: the deploy template's accounts, which the survey scopes
+SURVEY_ACCOUNT_IDS = "drs_deploy_account_ids"
+SURVEY_REGIONS = "drs_deploy_regions"
+SURVEY_PATTERN = "drs_deploy_pattern"
+SURVEY_WAVES = "drs_deploy_waves"
+SURVEY_CHECK = "drs_deploy_check"
+PREFIX = "drs_controller_"
+# what extra_vars may not fix, and why
+NOT_FIXED = dict(
+    {key: "it comes from the credential's external_id" for key in CREDENTIAL_INJECTORS["extra_vars"]},
+    drs_agent_deploy_waves="the workflow's nodes and the survey choose the waves",
+    **{key: "the deploy survey sets it"
+       for key in (SURVEY_ACCOUNTS, SURVEY_ACCOUNT_IDS, SURVEY_REGIONS, SURVEY_PATTERN, SURVEY_WAVES, SURVEY_CHECK)})
+
+
+def _check(s):
+    """The settings' rules, each error naming the role variable, the entry and the rule."""
+    waves = s["waves"]
+    if not isinstance(waves, list) or not waves:
+        raise ValueError(f"{PREFIX}waves must list the waves of the workflow, such as [1, 2, 3]")
+    for index, wave in enumerate(waves):
+        if isinstance(wave, bool) or not isinstance(wave, int) or wave < 0:
+            raise ValueError(f"{PREFIX}waves[{index}] {wave!r} is not a wave number (a whole number from 0)")
+    if len(set(waves)) != len(waves):
+        raise ValueError(f"{PREFIX}waves {waves} lists a wave twice")
+    count = s["job_slice_count"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"{PREFIX}job_slice_count {count!r} must be a whole number from 1")
+    error = inputs.rate_error(f"{PREFIX}max_failure_rate", s["max_failure_rate"])
+    if error:
+        raise ValueError(error)
+    extra_vars = s.get("extra_vars") or {}
+    if not isinstance(extra_vars, dict):
+        raise ValueError(f"{PREFIX}extra_vars must be a mapping of variable names to values")
+    for key in sorted(set(extra_vars) & set(NOT_FIXED)):
+        raise ValueError(f"{PREFIX}extra_vars.{key} cannot be fixed: {NOT_FIXED[key]}")
+    accounts = extra_vars.get("drs_agent_deploy_accounts", [])
+    if not isinstance(accounts, list):
+        raise ValueError(f"{PREFIX}extra_vars.drs_agent_deploy_accounts must be a list of accounts")
+    for index, account in enumerate(accounts):
+        name = f"{PREFIX}extra_vars.drs_agent_deploy_accounts[{index}]"
+        if not isinstance(account, dict):
+            raise ValueError(f"{name} must be a mapping with account_id and regions")
+        error = inputs.account_id_error(f"{name}.account_id", account.get("account_id"))
+        regions = account.get("regions")
+        if not error and (not isinstance(regions, list) or not regions):
+            error = f"{name}.regions must list the account's regions"
+        error = error or inputs.first(*(inputs.region_error(f"{name}.regions[{position}]", region)
+                                        for position, region in enumerate(regions)))
+        if error:
+            raise ValueError(error)
 
 
 def definitions(settings):
     """Every object, from the role's settings (the ``drs_controller_*`` variables without their prefix)."""
     s = settings
+    _check(s)
     organization = s["organization"]
     names = s["names"]
     shared_vars = dict(s.get("extra_vars") or {})
@@ -121,6 +190,9 @@ def _job_template(s, kind, shared_vars):
             drs_report_output_dir=s["report_output_dir"],
             drs_report_table_name=shared_vars.get("drs_agent_deploy_history_table", DEFAULT_HISTORY_TABLE),
             drs_report_region=shared_vars.get("drs_agent_deploy_history_region", DEFAULT_HISTORY_REGION))
+    if kind == "deploy" and "drs_agent_deploy_accounts" in shared_vars:
+        # under another name, so that the survey's answers can scope them (an extra variable cannot be overridden)
+        template["extra_vars"][SURVEY_ACCOUNTS] = template["extra_vars"].pop("drs_agent_deploy_accounts")
     if kind == "deploy":
         template.update(
             job_slice_count=s["job_slice_count"], allow_simultaneous=False, ask_limit_on_launch=True,
@@ -130,27 +202,48 @@ def _job_template(s, kind, shared_vars):
 
 
 def survey_spec(s):
-    """The deploy dialog: which waves, the failure-rate limit, extension after each wave. Accounts and regions are
-    the launch's limit (``account_<id>``, ``region_<name>`` groups of the inventory), check mode its job type."""
-    waves = [str(wave) for wave in s["waves"]]
+    """The deploy dialog: accounts, regions, deployment pattern, waves, check mode, the failure-rate limit and
+    extension. Every question but the last three may be left unanswered (a workflow node answers none): no account
+    or region chosen means all, no wave chosen means every wave, the pattern is checked only when chosen. The
+    account and region questions offer the accounts of ``extra_vars.drs_agent_deploy_accounts``; without them the
+    survey leaves them out (the launch's limit, groups ``account_<id>`` and ``region_<name>``, still scopes)."""
+    accounts = (s.get("extra_vars") or {}).get("drs_agent_deploy_accounts") or []
+    questions = []
+    if accounts:
+        questions += [
+            {"question_name": "Source accounts", "variable": SURVEY_ACCOUNT_IDS, "type": "multiselect",
+             "question_description": "The accounts to deploy in (none chosen: every account).",
+             "choices": [account["account_id"] for account in accounts], "required": False},
+            {"question_name": "Regions", "variable": SURVEY_REGIONS, "type": "multiselect",
+             "question_description": "The regions to deploy in (none chosen: every region of the chosen accounts).",
+             "choices": sorted({region for account in accounts for region in account["regions"]}),
+             "required": False},
+        ]
+    questions += [
+        {"question_name": "Deployment pattern", "variable": SURVEY_PATTERN, "type": "multiplechoice",
+         "question_description": "The pattern the chosen accounts must make (their staging accounts decide it); "
+                                 "another one stops the run before any AWS call.",
+         "choices": list(PATTERNS), "required": False},
+        {"question_name": "Waves", "question_description": "The waves to deploy, in order (none chosen: all).",
+         "variable": SURVEY_WAVES, "type": "multiselect", "choices": [str(wave) for wave in s["waves"]],
+         "required": False},
+        {"question_name": "Check mode", "variable": SURVEY_CHECK, "type": "multiplechoice",
+         "question_description": "yes: show what each wave would install, adopt and skip, and send nothing.",
+         "choices": ["no", "yes"], "default": "no", "required": True},
+        {"question_name": "Highest failure rate of a wave",
+         "question_description": "Failed over attempted instances above which the rollout stops (0 to 1).",
+         "variable": "drs_agent_deploy_max_failure_rate", "type": "float", "min": 0, "max": 1,
+         "default": s["max_failure_rate"], "required": True},
+        {"question_name": "Extend into the target account",
+         "question_description": "After each wave, extend the registered servers into each account's "
+                                 "target account.",
+         "variable": "auto_extend_source_servers", "type": "multiplechoice", "choices": ["false", "true"],
+         "default": "false", "required": True},
+    ]
     return {
         "name": "Deploy DRS agents",
-        "description": "Which waves to deploy; limit the launch to account_<id> / region_<name> groups to choose "
-                       "accounts and regions, and launch as job type 'check' to see what it would do.",
-        "spec": [
-            {"question_name": "Waves", "question_description": "The waves to deploy, in order (empty: all).",
-             "variable": "drs_agent_deploy_waves", "type": "multiselect", "choices": waves, "default": "",
-             "required": False},
-            {"question_name": "Highest failure rate of a wave",
-             "question_description": "Failed over attempted instances above which the rollout stops (0 to 1).",
-             "variable": "drs_agent_deploy_max_failure_rate", "type": "float", "min": 0, "max": 1,
-             "default": s["max_failure_rate"], "required": True},
-            {"question_name": "Extend into the target account",
-             "question_description": "After each wave, extend the registered servers into each account's "
-                                     "target account.",
-             "variable": "auto_extend_source_servers", "type": "multiplechoice", "choices": ["false", "true"],
-             "default": "false", "required": True},
-        ],
+        "description": "What to deploy: accounts, regions, pattern, waves, and whether only to check.",
+        "spec": questions,
     }
 
 
@@ -188,3 +281,36 @@ def _node(identifier, template, organization, success=(), limit=None, extra_data
     if limit:
         node["limit"] = limit
     return node
+
+
+def deploy_scope(accounts, account_ids, regions, pattern):
+    """The accounts to deploy (``drs_agent_deploy_accounts``) from the deploy template's accounts and the survey's
+    answers: the chosen accounts (none: all), each with its regions among the chosen ones (none: all), an account
+    left with no region dropped. Raises ValueError naming the survey variable and the rule: an account or region
+    not offered, nothing left, or a chosen pattern that the chosen accounts do not make."""
+    known = [account["account_id"] for account in accounts]
+    for index, account_id in enumerate(account_ids):
+        if account_id not in known:
+            raise ValueError(f"{SURVEY_ACCOUNT_IDS}[{index}] {account_id!r} is not one of the accounts "
+                             f"({', '.join(known)})")
+    chosen = [account for account in accounts if not account_ids or account["account_id"] in account_ids]
+    offered = sorted({region for account in chosen for region in account["regions"]})
+    for index, region in enumerate(regions):
+        if region not in offered:
+            raise ValueError(f"{SURVEY_REGIONS}[{index}] {region!r} is a region of none of the chosen accounts "
+                             f"({', '.join(offered)})")
+    scoped = []
+    for account in chosen:
+        kept = [region for region in account["regions"] if not regions or region in regions]
+        if kept:
+            scoped.append(dict(account, regions=kept))
+    if not scoped:
+        raise ValueError(f"{SURVEY_ACCOUNT_IDS} and {SURVEY_REGIONS} leave no account-region to deploy")
+    if pattern:
+        if pattern not in PATTERNS:
+            raise ValueError(f"{SURVEY_PATTERN} {pattern!r} must be one of {', '.join(PATTERNS)}")
+        made = deployment_pattern(scoped)
+        if made != pattern:
+            raise ValueError(f"{SURVEY_PATTERN} is {pattern}, but the chosen accounts make a {made} deployment "
+                             "(their staging accounts decide it): choose that pattern or other accounts")
+    return scoped

@@ -1,13 +1,16 @@
 """The controller configuration's objects, checked against the awx.awx modules that receive them: no controller
 runs here, so each definition is validated with the argument specification the module itself builds."""
 
+import copy
 import importlib
 from pathlib import Path
 
 import pytest
 import yaml
+from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
+from ansible_collections.drs_orchestration.agent_deployer.plugins.filter.controller import FilterModule
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils import controller
 
 REPO = Path(__file__).resolve().parents[4]
@@ -147,3 +150,250 @@ def test_the_report_reads_the_table_the_deploy_writes():
         templates = controller.definitions(settings(extra_vars=extra_vars))["job_templates"]
         [report] = [template for template in templates if template["playbook"] == "playbooks/report.yml"]
         assert (report["extra_vars"]["drs_report_table_name"], report["extra_vars"]["drs_report_region"]) == (table, region)
+
+
+# --- the controller's own rules, which no awx.awx argument spec holds ---------------------------------------------
+# AWX checks a survey spec when it is saved (api/views JobTemplateSurveySpec._validate_spec_data) and the variables
+# of a launch against it (models/mixins.py SurveyJobTemplateMixin._survey_element_validation); a workflow node's
+# prompts are accepted only when its template asks for them (ask_*_on_launch) or its survey has the variable.
+SURVEY_TYPES = {"text": str, "textarea": str, "password": str, "multiplechoice": str, "multiselect": str,
+                "integer": int, "float": (float, int)}
+
+
+def _choices(question):
+    choices = question["choices"]
+    return [choice for choice in choices.splitlines() if choice.strip()] if isinstance(choices, str) else choices
+
+
+def survey_spec_errors(survey):
+    """What AWX answers with 400 when this survey spec is saved."""
+    for field, kind in (("name", str), ("description", str), ("spec", list)):
+        if not isinstance(survey.get(field), kind):
+            return [f"survey {field} missing or not a {kind.__name__}"]
+    if not survey["spec"]:
+        return ["the survey has no question"]
+    errors, seen = [], set()
+    for index, question in enumerate(survey["spec"]):
+        for field, kind in (("type", str), ("question_name", str), ("variable", str), ("required", bool)):
+            if not isinstance(question.get(field), kind):
+                errors.append(f"question {index}: {field} missing or not a {kind.__name__}")
+        if question.get("variable") in seen:
+            errors.append(f"question {index}: variable {question['variable']} twice")
+        seen.add(question.get("variable"))
+        qtype = question.get("type")
+        if qtype not in SURVEY_TYPES:
+            errors.append(f"question {index}: type {qtype!r}")
+            continue
+        default = question.get("default", "")
+        if default != "" and not isinstance(default, SURVEY_TYPES[qtype]):
+            errors.append(f"question {index}: default {default!r} is not a {qtype}")
+        for key in ("min", "max"):
+            if question.get(key) is not None and not isinstance(question[key], int):
+                errors.append(f"question {index}: {key} is not an integer")
+        if qtype in ("multiplechoice", "multiselect"):
+            if "choices" not in question:
+                errors.append(f"question {index}: no choices")
+                continue
+            defaults = default.splitlines() if isinstance(default, str) else default
+            if qtype == "multiplechoice" and len(defaults) > 1:
+                errors.append(f"question {index}: more than one default")
+            if any(value not in _choices(question) for value in defaults):
+                errors.append(f"question {index}: default not among the choices")
+    return errors
+
+
+def answer_errors(question, answers):
+    """What AWX says of the answer to ``question`` in ``answers`` (a launch's or a node's variables)."""
+    variable, value = question["variable"], answers.get(question["variable"])
+    if variable not in answers:
+        return [f"{variable} missing"] if question["required"] else []
+    qtype = question["type"]
+    if qtype in ("text", "textarea", "password") and not isinstance(value, str):
+        return [f"{variable}: {value!r} is not a string"]
+    # AWX compares the type itself: a boolean is no number
+    if qtype == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        return [f"{variable}: {value!r} is not an integer"]
+    if qtype == "float" and (isinstance(value, bool) or not isinstance(value, (float, int))):
+        return [f"{variable}: {value!r} is not a number"]
+    if qtype in ("integer", "float"):
+        if question.get("min") not in ("", None) and value < question["min"]:
+            return [f"{variable}: {value!r} below {question['min']}"]
+        if question.get("max") not in ("", None) and value > question["max"]:
+            return [f"{variable}: {value!r} above {question['max']}"]
+    if qtype == "multiselect":
+        if not isinstance(value, list):
+            return [f"{variable}: {value!r} is not a list"]
+        return [f"{variable}: {item!r} not among {_choices(question)}" for item in value
+                if item not in _choices(question)]
+    if qtype == "multiplechoice" and value not in _choices(question):
+        return [f"{variable}: {value!r} not among {_choices(question)}"]
+    return []
+
+
+def launch_variables(template, answers):
+    """The extra variables of a launch with ``answers``, as AWX builds them: the template's, the survey's defaults
+    that pass their own question, then the answers."""
+    variables = dict(template.get("extra_vars") or {})
+    for question in (template.get("survey_spec") or {}).get("spec", []) if template.get("survey_enabled") else []:
+        if "default" in question and not answer_errors(question, {question["variable"]: question["default"]}):
+            variables[question["variable"]] = question["default"]
+    variables.update(answers)
+    return variables
+
+
+def deploy_survey(**overrides):
+    [deploy] = [template for template in controller.definitions(settings(**overrides))["job_templates"]
+                if template["playbook"] == controller.DEPLOY_PLAYBOOK]
+    return deploy, deploy["survey_spec"]
+
+
+ACCOUNTS = [
+    {"account_id": "111111111111", "role_arn": "arn:aws:iam::111111111111:role/Source", "regions": ["us-east-1", "us-west-2"],
+     "staging_account_id": "333333333333"},
+    {"account_id": "222222222222", "role_arn": "arn:aws:iam::222222222222:role/Source", "regions": ["eu-west-1"]},
+]
+
+
+def test_the_deploy_survey_is_one_the_controller_saves():
+    for extra_vars in ({}, {"drs_agent_deploy_accounts": ACCOUNTS}):
+        assert survey_spec_errors(deploy_survey(extra_vars=extra_vars)[1]) == []
+
+
+def test_the_survey_check_catches_what_the_controller_refuses():
+    broken = copy.deepcopy(deploy_survey()[1])
+    waves = next(question for question in broken["spec"] if question["type"] == "multiselect")
+    waves["default"] = "7"
+    del broken["spec"][0]["required"]
+    assert len(survey_spec_errors(broken)) == 2
+
+
+def test_the_survey_is_the_deploy_dialog_and_every_answer_reaches_the_deploy_role():
+    deploy, survey = deploy_survey(extra_vars={"drs_agent_deploy_accounts": ACCOUNTS}, waves=[1, 2, 10])
+    questions = {question["variable"]: question for question in survey["spec"]}
+    assert _choices(questions[controller.SURVEY_ACCOUNT_IDS]) == ["111111111111", "222222222222"]
+    assert _choices(questions[controller.SURVEY_REGIONS]) == ["eu-west-1", "us-east-1", "us-west-2"]
+    assert _choices(questions[controller.SURVEY_PATTERN]) == ["same-account", "cross-account", "multi-account"]
+    assert _choices(questions[controller.SURVEY_WAVES]) == ["1", "2", "10"]
+    assert _choices(questions[controller.SURVEY_CHECK]) == ["no", "yes"]
+    # the accounts are the template's under the name the playbook scopes; an extra variable could not be scoped
+    assert deploy["extra_vars"][controller.SURVEY_ACCOUNTS] == ACCOUNTS
+    assert "drs_agent_deploy_accounts" not in deploy["extra_vars"]
+    playbook = yaml.safe_load((REPO / controller.DEPLOY_PLAYBOOK).read_text())
+    mapped = repr(playbook)
+    for variable in (controller.SURVEY_ACCOUNTS, *questions):
+        assert variable in DEPLOY_SPEC["argument_specs"]["main"]["options"] or variable in mapped, variable
+
+
+def test_a_launch_with_no_answer_is_valid():
+    deploy, survey = deploy_survey(extra_vars={"drs_agent_deploy_accounts": ACCOUNTS})
+    variables = launch_variables(deploy, {})
+    assert [error for question in survey["spec"] for error in answer_errors(question, variables)] == []
+    assert variables[controller.SURVEY_CHECK] == "no"
+
+
+def test_every_workflow_node_prompt_is_one_its_template_accepts():
+    objects = controller.definitions(settings(extra_vars={"drs_agent_deploy_accounts": ACCOUNTS}, waves=[1, 2, 10]))
+    templates = {template["name"]: template for template in objects["job_templates"]}
+    [workflow] = objects["workflow_job_templates"]
+    for node in workflow["workflow_nodes"]:
+        template = templates[node["unified_job_template"]["name"]]
+        if node.get("limit"):
+            assert template.get("ask_limit_on_launch"), node["identifier"]
+        questions = (template.get("survey_spec") or {}).get("spec", []) if template.get("survey_enabled") else []
+        asked = {question["variable"] for question in questions}
+        for variable in node["extra_data"]:
+            assert variable in asked or template.get("ask_variables_on_launch"), (node["identifier"], variable)
+        variables = launch_variables(template, node["extra_data"])
+        errors = [error for question in questions for error in answer_errors(question, variables)]
+        assert errors == [], node["identifier"]
+
+
+def test_a_node_that_sets_a_survey_variable_with_another_type_is_caught():
+    deploy = deploy_survey()[0]
+    waves_question = {"question_name": "Waves", "variable": "drs_agent_deploy_waves", "type": "multiselect",
+                      "choices": ["1", "2"], "required": False}
+    assert answer_errors(waves_question, launch_variables(deploy, {"drs_agent_deploy_waves": [1]}))
+
+
+def _argument_spec(documented):
+    """An argument spec from documented options (a module's DOCUMENTATION), suboptions and all."""
+    spec = {}
+    for name, option in documented.items():
+        entry = {key: option[key] for key in ("type", "choices", "required", "elements", "aliases") if key in option}
+        if "suboptions" in option:
+            entry["options"] = _argument_spec(option["suboptions"])
+        spec[name] = entry
+    return spec
+
+
+def test_every_workflow_node_is_accepted_by_the_documented_node_options():
+    module = importlib.import_module("ansible_collections.awx.awx.plugins.modules.workflow_job_template")
+    spec = _argument_spec(yaml.safe_load(module.DOCUMENTATION)["options"]["workflow_nodes"]["suboptions"])
+    [workflow] = controller.definitions(settings())["workflow_job_templates"]
+    for node in workflow["workflow_nodes"]:
+        result = ArgumentSpecValidator(spec).validate(copy.deepcopy(node))
+        assert not result.error_messages and not result.unsupported_parameters, (node["identifier"], result.error_messages)
+    bad = dict(copy.deepcopy(workflow["workflow_nodes"][0]), related={"success_nodes": [{"identifier": "x", "when": 1}]})
+    assert ArgumentSpecValidator(spec).validate(bad).unsupported_parameters
+
+
+def test_every_template_role_gets_the_external_id_from_the_credential():
+    [credential_type] = controller.definitions(settings())["credential_types"]
+    injected = credential_type["injectors"]["extra_vars"]
+    for role in ("drs_account_setup", "drs_agent_deploy", "drs_extension"):
+        options = yaml.safe_load((REPO / f"roles/{role}/meta/argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+        assert f"{role}_external_id" in options
+        assert injected[f"{role}_external_id"] == "{{ external_id }}"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"waves": []}, "drs_controller_waves must list"),
+    ({"waves": [1, "2"]}, "drs_controller_waves[1] '2' is not a wave number"),
+    ({"waves": [1, 2, 1]}, "drs_controller_waves [1, 2, 1] lists a wave twice"),
+    ({"job_slice_count": 0}, "drs_controller_job_slice_count 0 must be a whole number from 1"),
+    ({"max_failure_rate": 1.5}, "drs_controller_max_failure_rate 1.5 must be a share from 0 to 1"),
+    ({"extra_vars": {"drs_agent_deploy_external_id": "x"}},
+     "drs_controller_extra_vars.drs_agent_deploy_external_id cannot be fixed: it comes from the credential"),
+    ({"extra_vars": {"drs_agent_deploy_waves": [1]}}, "drs_controller_extra_vars.drs_agent_deploy_waves cannot be fixed"),
+    ({"extra_vars": {"drs_agent_deploy_accounts": [{"account_id": "1111", "regions": ["us-east-1"]}]}},
+     "drs_controller_extra_vars.drs_agent_deploy_accounts[0].account_id '1111' is not an AWS account id"),
+    ({"extra_vars": {"drs_agent_deploy_accounts": [{"account_id": "111111111111", "regions": ["mars-1"]}]}},
+     "drs_controller_extra_vars.drs_agent_deploy_accounts[0].regions[0] 'mars-1' is not an AWS region"),
+])
+def test_a_bad_setting_is_refused_naming_the_variable_and_the_rule(overrides, message):
+    with pytest.raises(ValueError) as error:
+        controller.definitions(settings(**overrides))
+    assert message in str(error.value)
+
+
+# --- the survey's answers, mapped onto the deploy role's accounts -------------------------------------------------
+
+def test_no_answer_deploys_every_account_and_region():
+    assert controller.deploy_scope(ACCOUNTS, [], [], "") == ACCOUNTS
+
+
+def test_the_chosen_accounts_and_regions_are_deployed_and_an_account_left_with_no_region_is_dropped():
+    assert controller.deploy_scope(ACCOUNTS, [], ["us-west-2"], "") == [dict(ACCOUNTS[0], regions=["us-west-2"])]
+    assert controller.deploy_scope(ACCOUNTS, ["222222222222"], [], "") == [ACCOUNTS[1]]
+    assert controller.deploy_scope(ACCOUNTS, ["111111111111"], [], "cross-account") == [ACCOUNTS[0]]
+    assert controller.deploy_scope(ACCOUNTS, [], [], "multi-account") == ACCOUNTS
+
+
+@pytest.mark.parametrize("answers, message", [
+    ((["999999999999"], [], ""), "drs_deploy_account_ids[0] '999999999999' is not one of the accounts"),
+    ((["222222222222"], ["us-east-1"], ""), "drs_deploy_regions[0] 'us-east-1' is a region of none of the chosen"),
+    ((["222222222222"], [], "cross-account"), "drs_deploy_pattern is cross-account, but the chosen accounts make a "
+                                              "same-account deployment"),
+    (([], [], "one-account"), "drs_deploy_pattern 'one-account' must be one of"),
+])
+def test_an_answer_that_does_not_fit_the_accounts_is_refused_naming_the_survey_variable(answers, message):
+    with pytest.raises(ValueError) as error:
+        controller.deploy_scope(ACCOUNTS, *answers)
+    assert message in str(error.value)
+
+
+def test_the_scope_filter_fails_as_a_filter():
+    with pytest.raises(AnsibleFilterError, match="drs_deploy_account_ids"):
+        FilterModule().filters()["drs_deploy_scope"](ACCOUNTS, ["999999999999"])
+    with pytest.raises(AnsibleFilterError, match="drs_controller_waves"):
+        FilterModule().filters()["drs_controller_definitions"](settings(waves=[]))
