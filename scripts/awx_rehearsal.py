@@ -38,7 +38,8 @@ import jinja2
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "build" / "collections"))
+# the collection as Ansible finds it (make's build/collections link, or the tests' collections root)
+sys.path[:0] = os.environ.get("ANSIBLE_COLLECTIONS_PATH", str(ROOT / "build" / "collections")).split(os.pathsep)
 
 # pylint: disable=wrong-import-position
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils import controller  # noqa: E402
