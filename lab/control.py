@@ -1,5 +1,5 @@
-"""The control API under /_lab/: statistics, faults, the clock, reset, the scenario summary, and the
-Run Command timeline."""
+"""The control API under /_lab/: statistics, the lab's service time per call, faults, the clock, reset, the
+scenario summary, and the Run Command timeline."""
 
 import json
 
@@ -26,6 +26,10 @@ def handle(server, request):
 def _stats(server, _body):
     world = server.world
     return {**world.stats.snapshot(), "clock": world.clock.describe(), "faults_configured": world.faults.describe()}
+
+
+def _service_times(server, _body):
+    return {"service_times": server.world.stats.service_times()}
 
 
 def _get_faults(server, _body):
@@ -81,6 +85,7 @@ def _invocations(server, _body):
 
 _ROUTES = {
     ("GET", "/_lab/stats"): _stats,
+    ("GET", "/_lab/service-times"): _service_times,
     ("GET", "/_lab/faults"): _get_faults,
     ("POST", "/_lab/faults"): _set_faults,
     ("GET", "/_lab/clock"): _get_clock,

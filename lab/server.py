@@ -82,6 +82,7 @@ class LabApplication:
             world.stats.record_fault("unavailable", service, "*")
             raise service_unavailable(service)
         with world.lock:
+            started_at, started = time.time(), time.perf_counter()
             world.run_due_events()
             protocol = protocol_family(service)
             credential = world.identities.authenticate(caller, unrecognized_credentials(protocol, service))
@@ -97,6 +98,7 @@ class LabApplication:
             if isinstance(result, AwsError):
                 world.stats.record_error(service, operation.name, result.code)
                 result = serialize(operation, result)
+            world.stats.record_service_time(service, operation.name, started_at, time.perf_counter() - started)
         if latency:  # served outside the world lock, so one slow call does not stall the others
             time.sleep(latency)
         return result

@@ -212,7 +212,7 @@ class Rehearsal:
         template = self.templates[node["unified_job_template"]["name"]]
         limit = node.get("limit") or template.get("limit") or ""
         count = int(template.get("job_slice_count") or 1)
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         before = self.install_commands()
         if count > 1:
             # a sliced job is a workflow job of its own: its slices share its id, not the outer workflow's
@@ -227,7 +227,9 @@ class Rehearsal:
             jobs = [run_job(template, sorted(self.inventory["hosts"]), self.inventory,
                             self._job_vars(template, next_id(), workflow_job_id, workflow_name, extravars),
                             limit, self.env, self.collections_path)]
-        return self._node_result(node, template, jobs, limit, before, time.monotonic() - started)
+        result = self._node_result(node, template, jobs, limit, before, time.monotonic() - started)
+        result.update(started_at=started_at, ended_at=time.time())
+        return result
 
     def relaunch(self, node, extravars, number, first):
         """Relaunch slice ``number`` of a sliced node's job: a job of its own, outside the slice workflow (AWX's
@@ -309,17 +311,10 @@ def load_definitions(vars_file):
     return controller.definitions(variables)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--vars", required=True, help="the controller configuration's variables (YAML)")
-    parser.add_argument("--workflow", default="DRS rollout", help="the workflow job template to run")
-    parser.add_argument("--relaunch", default=None,
-                        help="NODE:SLICE, relaunch that slice job of that node right after the node")
-    parser.add_argument("--json", default=None, help="write the results there")
-    args = parser.parse_args(argv)
-
-    definitions = load_definitions(args.vars)
-    [workflow] = [entry for entry in definitions["workflow_job_templates"] if entry["name"] == args.workflow]
+def prepare(definitions, workflow_name):
+    """(the rehearsal, the workflow to run) of the controller configuration's ``definitions``, after the inventory
+    update, with the environment AWX would give its jobs."""
+    [workflow] = [entry for entry in definitions["workflow_job_templates"] if entry["name"] == workflow_name]
     [credential] = definitions["credentials"]
     [credential_type] = [entry for entry in definitions["credential_types"]
                          if entry["name"] == credential["credential_type"]]
@@ -336,12 +331,23 @@ def main(argv=None):
     inventory = update_inventory(source["source_path"], env)
     collections_path = os.environ.get("ANSIBLE_COLLECTIONS_PATH", str(ROOT / "build" / "collections"))
     lab_url = os.environ.get("LAB_ENDPOINT_URL")
+    return Rehearsal(definitions, inventory, env, injected_vars, collections_path, lab_url), workflow
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--vars", required=True, help="the controller configuration's variables (YAML)")
+    parser.add_argument("--workflow", default="DRS rollout", help="the workflow job template to run")
+    parser.add_argument("--relaunch", default=None,
+                        help="NODE:SLICE, relaunch that slice job of that node right after the node")
+    parser.add_argument("--json", default=None, help="write the results there")
+    args = parser.parse_args(argv)
+
+    rehearsal, workflow = prepare(load_definitions(args.vars), args.workflow)
     relaunch = None
     if args.relaunch:
         identifier, number = args.relaunch.rsplit(":", 1)
         relaunch = (identifier, int(number))
-
-    rehearsal = Rehearsal(definitions, inventory, env, injected_vars, collections_path, lab_url)
     result = rehearsal.run_workflow(workflow, relaunch)
     print(f"workflow {workflow['name']!r} (workflow job {result['workflow_job_id']}): {result['status']}")
     print(f"{'node':<24} {'slices':>6} {'instances':>9} {'installed':>9} {'failed':>6} {'duplicates':>10} {'s':>7}  status")

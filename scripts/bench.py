@@ -6,7 +6,8 @@ scale -- ...), once per time scale asked for (60 and 120 by default, the lab res
 what the rollout cost: wall time against the floor (per wave, the slowest simulated install, in real seconds
 at the time scale used; a Success that never registers lasts until its registration timeout), the fixed
 overhead in seconds (before the first send, between waves, after the last install), AWS calls per instance by
-operation, and the controller's peak memory (ansible-playbook and every process under it).
+operation, the controller's peak memory (ansible-playbook and every process under it), and, for each stretch of
+fixed overhead, how long of it the lab itself was busy answering (it answers one call at a time).
 
 A benchmark, not a test: it exits 0 when it ran, whether or not the targets were met, and non-zero
 when the run cannot be measured (the lab is not there, setup or the deploy playbook failed).
@@ -17,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -39,13 +41,27 @@ TAG_FILTERS = {"dr:enabled": "true", "dr:recovery-strategy": "drs"}
 # next; the end: summary, record, metrics) does not shrink with the installs, so it is printed in seconds,
 # at a minute and at two minutes of simulated time per real second.
 DEFAULT_TIME_SCALES = (60.0, 120.0)
-TARGET_OVERHEAD = 1.15
-TARGET_BEFORE_FIRST_SEND = 5.0
-TARGET_GAP = 1.0
-TARGET_AFTER_LAST_INSTALL = 3.0
-TARGET_CALLS_PER_INSTANCE = 0.2
-TARGET_PEAK_MB = 300.0
+# The goals per scenario: at 31,200 instances in 120 account-regions the start-up assumes 140 roles and
+# discovers ten times the instances, and each wave turns over ten times the installs.
+TARGETS = {
+    "scale": {"overhead": 1.15, "before_first_send": 5.0, "gap": 1.0, "after_last_install": 3.0,
+              "calls_per_instance": 0.2, "peak_mb": 300.0},
+    "scale-30k": {"overhead": 1.15, "before_first_send": 15.0, "gap": 2.0, "after_last_install": 5.0,
+                  "calls_per_instance": 0.2, "peak_mb": 450.0},
+}
+TARGET = TARGETS.get(SCENARIO, TARGETS["scale"])
+TARGET_OVERHEAD = TARGET["overhead"]
+TARGET_BEFORE_FIRST_SEND = TARGET["before_first_send"]
+TARGET_GAP = TARGET["gap"]
+TARGET_AFTER_LAST_INSTALL = TARGET["after_last_install"]
+TARGET_CALLS_PER_INSTANCE = TARGET["calls_per_instance"]
+TARGET_PEAK_MB = TARGET["peak_mb"]
+# An AWX slice's goal: its share of the one controller's goal, plus what every ansible-playbook costs.
+SLICE_BASE_MB = 150.0
 SAMPLE_SECONDS = 0.25
+DEPLOY_PLAYBOOK = "playbooks/deploy_agents.yml"
+CONTROLLER_VARS = f"playbooks/vars/lab_{SCENARIO}_controller.yml"
+WORKFLOW = "DRS rollout"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -157,6 +173,69 @@ class MemorySampler:
             self.peak_bytes, self.peak_processes = total, len(tree)
             self.peak_breakdown = breakdown(table, tree)
 
+    def report(self):
+        peak_mb = self.peak_bytes / 1e6
+        lines = [f"peak memory           {peak_mb:.1f} MB resident, summed over ansible-playbook and its "
+                 f"{self.peak_processes} processes   target < {TARGET_PEAK_MB:g} MB   {verdict(peak_mb < TARGET_PEAK_MB)}"]
+        pss_total = sum(entry[2] for entry in self.peak_breakdown.values())
+        lines.append(f"  at that peak: {pss_total / 1e6:.1f} MB proportional (PSS: shared pages counted once)")
+        for kind, (count, rss, pss) in sorted(self.peak_breakdown.items(), key=lambda item: -item[1][1]):
+            lines.append(f"  {kind:<44} {count:>3} process(es)  {rss / 1e6:>7.1f} MB resident  {pss / 1e6:>7.1f} MB PSS")
+        return lines
+
+
+class SliceSampler:
+    """Peak resident memory of each job of an AWX rehearsal (an ansible-playbook that ansible-runner started, with
+    every process under it), and of all the deploy slices running at once."""
+
+    def __init__(self):
+        self.peaks = {}  # job process id -> (playbook, peak bytes)
+        self.peak_together = 0
+        self.samples = 0
+
+    def sample(self):
+        table = process_table()
+        together = 0
+        for pid in [pid for pid, (parent, _state, _rss) in table.items() if parent == os.getpid()]:
+            playbook = job_playbook(pid)
+            if playbook is None:
+                continue
+            total = table[pid][2] + sum(table[child][2] for child in descendants(table, pid))
+            if total > self.peaks.get(pid, ("", 0))[1]:
+                self.peaks[pid] = (playbook, total)
+            if playbook == DEPLOY_PLAYBOOK:
+                together += total
+        self.peak_together = max(self.peak_together, together)
+        self.samples += 1
+
+    def report(self, slices):
+        deploy = [peak for playbook, peak in self.peaks.values() if playbook == DEPLOY_PLAYBOOK]
+        worst = max(deploy, default=0) / 1e6
+        target = TARGET_PEAK_MB / slices + SLICE_BASE_MB
+        lines = [f"peak memory per slice {worst:.1f} MB resident (the largest of {len(deploy)} deploy slice jobs, each "
+                 f"ansible-playbook with every process under it)   target < {target:g} MB ({TARGET_PEAK_MB:g} / {slices} "
+                 f"+ {SLICE_BASE_MB:g})   {verdict(worst < target)}",
+                 f"  the slices of a wave together: {self.peak_together / 1e6:.1f} MB at most"]
+        others = {}
+        for playbook, peak in self.peaks.values():
+            if playbook != DEPLOY_PLAYBOOK:
+                others[playbook] = max(others.get(playbook, 0), peak)
+        lines.extend(f"  {playbook:<44} {peak / 1e6:>7.1f} MB at most" for playbook, peak in sorted(others.items()))
+        return lines
+
+
+def job_playbook(pid):
+    """The playbook an ansible-playbook process runs (None for any other process)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as stream:
+            words = stream.read().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    if not any(word.endswith("ansible-playbook") for word in words):
+        return None
+    return next((word for word in words if word.endswith(".yml") and word.startswith("playbooks/")),
+                next((word for word in words if word.endswith(".yml")), "?"))
+
 
 # --- running the playbooks ---------------------------------------------------------------------
 
@@ -186,18 +265,18 @@ def run_setup(log_path):
 
 
 def run_deploy(log_path, summary_path):
-    """(exit status, wall seconds, memory sampler, real start) of the deploy playbook."""
+    """(exit status, wall seconds, memory sampler, epoch seconds of its start) of the deploy playbook."""
     command = [ansible_playbook(), "playbooks/deploy_agents.yml", "-e", "@" + DEPLOY_VARS,
                "-e", f"drs_agent_deploy_summary_file={summary_path}"]
     with open(log_path, "w", encoding="utf-8") as log:
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         with subprocess.Popen(command, cwd=ROOT, env=ansible_environment(), stdout=log, stderr=subprocess.STDOUT) as playbook:
             sampler = MemorySampler(playbook.pid)
             while playbook.poll() is None:
                 sampler.sample()
                 time.sleep(SAMPLE_SECONDS)
             wall = time.monotonic() - started
-    return playbook.returncode, wall, sampler
+    return playbook.returncode, wall, sampler, started_at
 
 
 # --- the scenario and the floor ----------------------------------------------------------------
@@ -260,6 +339,29 @@ def wave_timeline(timeline, group_waves, sim_origin, scale, registration_timeout
     return dict(sorted(waves.items()))
 
 
+# --- the lab's share ----------------------------------------------------------------------------
+
+def lab_busy(service_times, origin, start, end):
+    """(seconds, {"service:Operation": seconds}) the lab worked on calls between ``start`` and ``end`` (real
+    seconds after ``origin``, an epoch time). The lab answers one call at a time: while it works, the controller
+    waits, whatever it could do against AWS, where calls are answered side by side."""
+    total, by_operation = 0.0, {}
+    for began, seconds, operation in service_times:
+        began -= origin
+        overlap = min(began + seconds, end) - max(began, start)
+        if overlap > 0:
+            total += overlap
+            by_operation[operation] = by_operation.get(operation, 0.0) + overlap
+    return total, by_operation
+
+
+def lab_share(service_times, origin, start, end):
+    """The lab's share of a window, for the report: "lab busy 12.3 s (ec2:DescribeInstances 8.1, ...)"."""
+    total, by_operation = lab_busy(service_times, origin, start, end)
+    biggest = sorted(by_operation.items(), key=lambda item: -item[1])[:3]
+    return f"lab busy {total:.1f} s" + (f" ({', '.join(f'{op} {seconds:.1f}' for op, seconds in biggest)})" if biggest else "")
+
+
 # --- the report --------------------------------------------------------------------------------
 
 def verdict(met):
@@ -282,16 +384,16 @@ def overhead(waves, wall, scale):
     }
 
 
-def print_report(facts, scale, summary, wall, waves, calls, sampler, load):
+def print_report(facts, scale, summary, wall, waves, calls, sampler, load, lab, title=None):
     instances = summary["planned_instances"]
     floor = sum(entry["slowest"] for entry in waves.values()) / scale
     ratio = wall / floor if floor else float("inf")
     total_calls = sum(calls.values())
     per_instance = total_calls / instances if instances else float("inf")
-    peak_mb = sampler.peak_bytes / 1e6
     totals = summary["totals"]
 
-    print(f"== make bench: playbooks/deploy_agents.yml against the lab's {SCENARIO} scenario, time scale {scale:g}")
+    print(f"== make bench: {title or 'playbooks/deploy_agents.yml'} against the lab's {SCENARIO} scenario, time scale "
+          f"{scale:g}")
     print(f"time scale            {scale:g} simulated seconds per real second")
     print(f"instances             {instances} DR-tagged (scenario: {facts['instances']}); {totals['installed']} installed, "
           f"{totals['already_registered']} already registered, {totals['failed']} failed, {totals['skipped']} skipped")
@@ -323,24 +425,25 @@ def print_report(facts, scale, summary, wall, waves, calls, sampler, load):
         print("  fixed overhead      (not known: an install of a wave had not ended when the playbook ended)")
     else:
         worst_gap = max(fixed["gaps"], default=0.0)
+        entries = list(waves.values())
         print(f"  before first send   {fixed['before_first_send']:.1f} s   target < {TARGET_BEFORE_FIRST_SEND:g} s   "
               f"{verdict(fixed['before_first_send'] < TARGET_BEFORE_FIRST_SEND)}")
+        print(f"                      {lab(0.0, entries[0]['first_send'])}")
         print(f"  between waves       {', '.join(f'{gap:.1f}' for gap in fixed['gaps'])} s ({len(fixed['gaps'])} gaps, "
               f"{sum(fixed['gaps']):.1f} s in all)   target < {TARGET_GAP:g} s each   {verdict(worst_gap < TARGET_GAP)}")
+        for earlier, later in zip(entries, entries[1:]):
+            print(f"                      {lab(earlier['last_over'], later['first_send'])}")
         print(f"  after last install  {fixed['after_last_install']:.1f} s   target < {TARGET_AFTER_LAST_INSTALL:g} s   "
               f"{verdict(fixed['after_last_install'] < TARGET_AFTER_LAST_INSTALL)}")
+        print(f"                      {lab(entries[-1]['last_over'], wall)}")
         print(f"  within waves        {fixed['within_waves']:.1f} s beyond their slowest install (sends spread, the "
               "end of a wave noticed)")
     print(f"AWS calls             {total_calls} in total, {per_instance:.3f} per instance   "
           f"target <= {TARGET_CALLS_PER_INSTANCE}   {verdict(per_instance <= TARGET_CALLS_PER_INSTANCE)}")
     for operation, count in sorted(calls.items(), key=lambda item: (-item[1], item[0])):
         print(f"  {operation:<40} {count:>6}  {count / instances:.3f} per instance")
-    print(f"peak memory           {peak_mb:.1f} MB resident, summed over ansible-playbook and its {sampler.peak_processes} "
-          f"processes   target < {TARGET_PEAK_MB:g} MB   {verdict(peak_mb < TARGET_PEAK_MB)}")
-    pss_total = sum(entry[2] for entry in sampler.peak_breakdown.values())
-    print(f"  at that peak: {pss_total / 1e6:.1f} MB proportional (PSS: shared pages counted once)")
-    for kind, (count, rss, pss) in sorted(sampler.peak_breakdown.items(), key=lambda item: -item[1][1]):
-        print(f"  {kind:<44} {count:>3} process(es)  {rss / 1e6:>7.1f} MB resident  {pss / 1e6:>7.1f} MB PSS")
+    for line in sampler():
+        print(line)
 
 
 def bench(url, facts, scale):
@@ -358,10 +461,11 @@ def bench(url, facts, scale):
     load_before = os.getloadavg()[0]
     log = OUT_DIR / f"deploy-{scale:g}.log"
     print(f"bench: running deploy_agents.yml at time scale {scale:g} (log: {log.relative_to(ROOT)})", file=sys.stderr)
-    status, wall, sampler = run_deploy(log, summary_path)
+    status, wall, sampler, started_at = run_deploy(log, summary_path)
     load_after = os.getloadavg()[0]
     after = operation_counts(control(url, "stats"))
     timeline = control(url, "invocations")
+    service_times = control(url, "service-times")["service_times"]
     if status != 0:
         raise BenchError(f"deploy_agents.yml failed (exit {status}); see {log.relative_to(ROOT)}")
     if not summary_path.exists():
@@ -373,7 +477,101 @@ def bench(url, facts, scale):
     waves = wave_timeline(timeline, facts["group_waves"], sim_origin, scale, registration_timeout)
     if not waves:
         raise BenchError("the lab saw no install commands")
-    print_report(facts, scale, summary, wall, waves, calls, sampler, (round(load_before, 2), round(load_after, 2)))
+    print_report(facts, scale, summary, wall, waves, calls, sampler.report, (round(load_before, 2), round(load_after, 2)),
+                 lambda start, end: lab_share(service_times, started_at, start, end))
+
+
+def node_summary(nodes):
+    """The deploy nodes' rollouts as one summary (planned instances, totals, per wave the node's seconds)."""
+    summary = {"planned_instances": 0, "totals": {}, "waves": []}
+    for node in nodes:
+        rollouts = [job["rollout"]["summary"] for job in node["jobs"] if (job["rollout"] or {}).get("summary")]
+        if not rollouts:
+            continue
+        summary["planned_instances"] += sum(rollout["planned_instances"] for rollout in rollouts)
+        for rollout in rollouts:
+            for key, value in rollout["totals"].items():
+                if isinstance(value, (int, float)):
+                    summary["totals"][key] = summary["totals"].get(key, 0) + value
+        summary["waves"].append({"wave": rollouts[0]["waves"][0]["wave"] if rollouts[0]["waves"] else None,
+                                 "wall_seconds": node["seconds"]})
+    return summary
+
+
+def bench_awx(url, facts, scale, slices):
+    """The AWX rehearsal of the controller configuration's workflow on a reset lab, each deploy node in ``slices``
+    slice jobs side by side; its report, or BenchError."""
+    import awx_rehearsal  # pylint: disable=import-outside-toplevel  (needs ansible-runner, only for this mode)
+
+    control(url, "reset", {})
+    print(f"bench: creating the install documents and the history table for time scale {scale:g}", file=sys.stderr)
+    run_setup(OUT_DIR / "setup.log")
+    variables = yaml.safe_load((ROOT / CONTROLLER_VARS).read_text(encoding="utf-8"))
+    variables["job_slice_count"] = slices
+    environment = dict(os.environ)
+    print(f"bench: inventory update ({variables['inventory_source_path']})", file=sys.stderr)
+    updated = time.monotonic()
+    try:
+        rehearsal, workflow = awx_rehearsal.prepare(awx_rehearsal.controller.definitions(variables), WORKFLOW)
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)  # the rehearsal strips the AWS settings its jobs must not inherit
+    update_seconds = time.monotonic() - updated
+    rehearsal.lab_url = None  # duplicates are counted at the end: reading the lab's record between nodes holds it
+    control(url, "clock", {"time_scale": scale})
+    before = operation_counts(control(url, "stats"))
+    sim_origin = control(url, "clock")["elapsed_seconds"]
+    load_before = os.getloadavg()[0]
+    print(f"bench: running the workflow {WORKFLOW!r} as AWX runs it, deploy nodes in {slices} slices, at time scale "
+          f"{scale:g}", file=sys.stderr)
+    sampler = SliceSampler()
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            sampler.sample()
+            time.sleep(SAMPLE_SECONDS)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    started, started_at = time.monotonic(), time.time()
+    watcher.start()
+    try:
+        result = rehearsal.run_workflow(workflow)
+    finally:
+        done.set()
+        watcher.join()
+    wall = time.monotonic() - started
+    load_after = os.getloadavg()[0]
+    after = operation_counts(control(url, "stats"))
+    timeline = control(url, "invocations")
+    service_times = control(url, "service-times")["service_times"]
+    (OUT_DIR / f"awx-{slices}-slices.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    if result["status"] != "successful":
+        failed = [node["identifier"] for node in result["nodes"] if node["status"] != "successful"]
+        raise BenchError(f"the workflow failed at {', '.join(failed)}; see {OUT_DIR.relative_to(ROOT)}/awx-{slices}-slices.json")
+    deploys = [node for node in result["nodes"] if node["playbook"] == DEPLOY_PLAYBOOK]
+    summary = node_summary(deploys)
+    calls = {op: after[op] - before.get(op, 0) for op in after if after[op] - before.get(op, 0)}
+    registration_timeout = variables["extra_vars"]["drs_agent_deploy_registration_timeout"]
+    waves = wave_timeline(timeline, facts["group_waves"], sim_origin, scale, registration_timeout)
+    if not waves:
+        raise BenchError("the lab saw no install commands")
+    commands = [command for command in timeline["commands"] if command["installs_agent"]]
+    deploy_end = max(node["ended_at"] for node in deploys) - started_at
+    print(f"inventory update      {update_seconds:.1f} s before the workflow (drs_fleet over the estate's accounts; not "
+          "counted below)")
+    print_report(facts, scale, summary, deploy_end, waves, calls, lambda: sampler.report(slices),
+                 (round(load_before, 2), round(load_after, 2)),
+                 lambda start, end: lab_share(service_times, started_at, start, end),
+                 title=f"the AWX rehearsal of the workflow {WORKFLOW!r}, {slices} slices side by side,")
+    print(f"duplicate installs    {awx_rehearsal.duplicate_installs([], commands)} (an install sent to an instance "
+          "whose earlier install was running or had succeeded)")
+    print(f"workflow              {wall:.1f} s in all; wall time above ends with the last deploy node, then "
+          f"{wall - deploy_end:.1f} s of the last gate and the report")
+    print("node                      slices  instances  installed  failed        s")
+    for node in result["nodes"]:
+        print(f"{node['identifier']:<24} {node['slices']:>7}  {awx_rehearsal.shown(node['instances']):>9}  "
+              f"{awx_rehearsal.shown(node['installed']):>9}  {awx_rehearsal.shown(node['failed']):>6}  {node['seconds']:>7}")
 
 
 def main():
@@ -381,6 +579,9 @@ def main():
     parser.add_argument("--time-scale", type=float, action="append", dest="time_scales",
                         help="simulated seconds per real second during the deploy; give it again for another run "
                              f"(default {' and '.join(f'{scale:g}' for scale in DEFAULT_TIME_SCALES)})")
+    parser.add_argument("--awx-slices", type=int, default=None, metavar="N",
+                        help=f"run the controller configuration's workflow as the AWX rehearsal does ({CONTROLLER_VARS}), "
+                             "each deploy node in N slice jobs side by side, instead of one deploy playbook")
     args = parser.parse_args()
     url = os.environ.get("LAB_ENDPOINT_URL")
     if not url:
@@ -395,7 +596,10 @@ def main():
         for number, scale in enumerate(args.time_scales or DEFAULT_TIME_SCALES):
             if number:
                 print()
-            bench(url, facts, scale)
+            if args.awx_slices:
+                bench_awx(url, facts, scale, args.awx_slices)
+            else:
+                bench(url, facts, scale)
     except (BenchError, OSError) as error:
         print(f"bench: invalid run: {error}", file=sys.stderr)
         return 1

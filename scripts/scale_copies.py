@@ -4,7 +4,9 @@ pairing), for the bench's scale-30k mode.
 
     .venv/bin/python scripts/scale_copies.py --copies 10 --name scale-30k
 
-writes lab/scenarios/<name>.yml and playbooks/vars/lab_<name>_setup.yml, lab_<name>_deploy.yml.
+writes lab/scenarios/<name>.yml and playbooks/vars/lab_<name>_setup.yml, lab_<name>_deploy.yml, and for the
+bench's AWX mode the fleet inventory inventories/lab_fleet/<name>.drs_fleet.yml and the controller configuration
+playbooks/vars/lab_<name>_controller.yml (the deploy variables as the templates' extra variables).
 """
 
 import argparse
@@ -129,6 +131,40 @@ def main():
         header = HEADER.format(copies=args.copies, name=args.name, source=f"playbooks/vars/lab_scale_{kind}.yml")
         (ROOT / "playbooks" / "vars" / f"lab_{args.name}_{kind}.yml").write_text(
             header + "---\n" + dump(variables), encoding="utf-8")
+        if kind == "deploy":
+            deploy_vars = variables
+    header = HEADER.format(copies=args.copies, name=args.name, source="playbooks/vars/lab_scale_deploy.yml")
+    (ROOT / "inventories" / "lab_fleet" / f"{args.name}.drs_fleet.yml").write_text(
+        header + "---\n" + dump(fleet_inventory(deploy_vars)), encoding="utf-8")
+    base = yaml.safe_load((ROOT / "playbooks" / "vars" / "lab_controller.yml").read_text(encoding="utf-8"))
+    header = HEADER.format(copies=args.copies, name=args.name,
+                           source="playbooks/vars/lab_controller.yml and lab_scale_deploy.yml")
+    (ROOT / "playbooks" / "vars" / f"lab_{args.name}_controller.yml").write_text(
+        header + "---\n" + dump(controller_vars(base, deploy_vars, copied, args.name)), encoding="utf-8")
+
+
+def fleet_inventory(deploy_vars):
+    """The drs_fleet inventory of the deploy's source accounts (the external id comes from DRS_EXTERNAL_ID)."""
+    return {"plugin": "drs_orchestration.agent_deployer.drs_fleet",
+            "regions": sorted({region for account in deploy_vars["drs_agent_deploy_accounts"]
+                               for region in account["regions"]}),
+            "accounts": [{"account_id": account["account_id"], "name": account["name"], "role_arn": account["role_arn"],
+                          "regions": account["regions"]} for account in deploy_vars["drs_agent_deploy_accounts"]]}
+
+
+def controller_vars(base, deploy_vars, scenario, name):
+    """The AWX rehearsal's controller configuration for the copied estate: its waves, its inventory, and the
+    deploy variables as extra variables (the inventory's hosts are the targets, so no drs_deploy_hosts)."""
+    result = copy.deepcopy(base)
+    result["inventory_source_path"] = f"inventories/lab_fleet/{name}.drs_fleet.yml"
+    result["waves"] = sorted({int(group["tags"]["dr:wave"]) for group in scenario["instance_groups"]
+                              if "dr:wave" in (group.get("tags") or {})})
+    result["job_slice_count"] = 4
+    result["max_failure_rate"] = deploy_vars["drs_agent_deploy_max_failure_rate"]
+    result["report_output_dir"] = f"out/bench/{name}-awx-report"
+    result["extra_vars"] = {key: value for key, value in deploy_vars.items()
+                            if key.startswith("drs_agent_deploy_") and key != "drs_agent_deploy_summary_file"}
+    return result
 
 
 if __name__ == "__main__":

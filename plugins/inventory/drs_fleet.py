@@ -262,7 +262,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
         def look(place):
             account_id, region = place
-            return discover(sessions.client(account_id, "ec2", region), None, account_id, region, options)
+            return discover(sessions.client(account_id, "ec2", region, keep=False), None, account_id, region, options)
 
         places = {(account["account_id"], region): account for account in accounts for region in account["regions"]}
         instances = []

@@ -101,16 +101,17 @@ def select_waves(instances, waves):
     return [i for i in instances if i["wave"] is None or i["wave"] in wanted]
 
 
-def arrange_in_waves(instances, ssm_status=None):
+def arrange_in_waves(instances, ssm_status=None, ssm_looked_up=None):
     """The discovery result: waves in numeric order, instances without a usable wave apart.
 
-    ``ssm_status`` (None: not looked up) adds each instance's SSM view.
+    ``ssm_status`` (None: not looked up) adds each instance's SSM view; ``ssm_looked_up`` (None: every instance)
+    names the instances it was looked up for, the others get none.
     """
     ordered = sorted(instances, key=lambda i: (i["wave"] is None, i["wave"] or 0, i["instance_id"]))
     by_wave = {}
     invalid = []
     for instance in ordered:
-        if ssm_status is not None:
+        if ssm_status is not None and (ssm_looked_up is None or instance["instance_id"] in ssm_looked_up):
             instance["ssm"] = ssm_status.get(instance["instance_id"], NOT_MANAGED)
         if instance["wave"] is None:
             invalid.append({"instance_id": instance["instance_id"], "name": instance["name"], "reason": instance["wave_error"]})
@@ -124,7 +125,7 @@ def arrange_in_waves(instances, ssm_status=None):
         "waves": len(by_wave),
     }
     if ssm_status is not None:
-        pings = [i["ssm"]["ping_status"] for i in ordered]
+        pings = [i["ssm"]["ping_status"] for i in ordered if "ssm" in i]
         counts["ssm_online"] = pings.count("Online")
         counts["ssm_not_managed"] = pings.count("NotManaged")
         counts["ssm_not_online"] = len(pings) - counts["ssm_online"] - counts["ssm_not_managed"]
@@ -140,14 +141,18 @@ def discover(ec2, ssm, account_id, region, options):
     """Everything ``drs_discover`` returns but the caller identity.
 
     ``options`` holds checked input: ``tag_filters`` ({key: [values]}), ``wave_tag_key``,
-    ``priority_tag_key``, ``waves`` (list of ints or None), ``instance_states``, ``include_ssm_status``.
+    ``priority_tag_key``, ``waves`` (list of ints or None), ``instance_states``, ``include_ssm_status``, and
+    optionally ``ssm_scope``: a test of a found instance, whether its SSM view is wanted (a run limited to
+    some instances or waves reads SSM for those only; the others get no ``ssm``).
     """
     raw = describe_tagged_instances(ec2, options["tag_filters"], options["instance_states"])
     described = [
         describe_instance(i, account_id, region, options["wave_tag_key"], options["priority_tag_key"]) for i in raw
     ]
     instances = select_waves(described, options["waves"])
-    ssm_status = None
+    ssm_status = looked_up = None
     if options["include_ssm_status"]:
-        ssm_status = ssm_status_by_instance(ssm, [i["instance_id"] for i in instances])
-    return arrange_in_waves(instances, ssm_status)
+        wanted = options.get("ssm_scope")
+        looked_up = [i["instance_id"] for i in instances if wanted is None or wanted(i)]
+        ssm_status = ssm_status_by_instance(ssm, looked_up)
+    return arrange_in_waves(instances, ssm_status, None if options.get("ssm_scope") is None else set(looked_up))

@@ -32,6 +32,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import plan_file
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import build_plan
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import empty_reason
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import in_scope
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.record import RunRecord
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.summary import extension_summary
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.summary import summarize
@@ -211,13 +212,16 @@ class Rollout:
         left_out = {entry["account_id"] for entry in unreachable}
         options = {"tag_filters": check_tag_filters(self.settings["tag_filters"]),
                    "wave_tag_key": self.settings["wave_tag_key"], "priority_tag_key": self.settings["priority_tag_key"],
-                   "waves": None, "instance_states": INSTANCE_STATES_DEPLOYED, "include_ssm_status": True}
+                   "waves": None, "instance_states": INSTANCE_STATES_DEPLOYED, "include_ssm_status": True,
+                   # a slice or a wave of a workflow reads SSM for its own instances only
+                   "ssm_scope": in_scope(self.settings)}
         places = [(account["account_id"], region) for account in self.accounts
                   if account["account_id"] not in left_out for region in account["regions"]]
 
         def look(place):
             account_id, region = place
-            return discover(self.sessions.client(account_id, "ec2", region),
+            # EC2 is read once per account-region: its client is not kept
+            return discover(self.sessions.client(account_id, "ec2", region, keep=False),
                             self.sessions.client(account_id, "ssm", region), account_id, region, options)
 
         found = {}

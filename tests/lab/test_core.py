@@ -404,3 +404,50 @@ def test_stacks_create_and_delete_cloudwatch_alarms(lab):
     assert [query["Id"] for query in alarms["lab-failure-rate"]["Metrics"]] == ["failed", "rate"]
     assert len(named) == 1 and named[0]["MetricName"] == "DurationSeconds"
     assert remaining == []
+
+
+def test_service_times_say_how_long_the_lab_worked_on_each_call(lab):
+    lab.reset()
+    before = time.time()
+    lab.client("sts").get_caller_identity()
+    [(started_at, seconds, operation)] = lab.control("service-times")["service_times"]
+    assert operation == "sts:GetCallerIdentity"
+    assert before <= started_at <= time.time()
+    assert seconds >= 0
+
+
+def _history_like_table(dynamodb, name):
+    dynamodb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+
+
+def _items(dynamodb, name):
+    return sorted((item["pk"]["S"], item["sk"]["S"], item.get("v", {}).get("S"))
+                  for item in dynamodb.scan(TableName=name)["Items"])
+
+
+def test_a_cancelled_transaction_leaves_every_item_as_it_was(lab):
+    dynamodb = lab.client("dynamodb")
+    _history_like_table(dynamodb, "transactions")
+    dynamodb.put_item(TableName="transactions", Item={"pk": {"S": "run"}, "sk": {"S": "a"}, "v": {"S": "old"}})
+    dynamodb.put_item(TableName="transactions", Item={"pk": {"S": "lock"}, "sk": {"S": "x"}, "v": {"S": "held"}})
+    dynamodb.put_item(TableName="transactions", Item={"pk": {"S": "lock"}, "sk": {"S": "y"}, "v": {"S": "held"}})
+    with pytest.raises(ClientError) as excinfo:
+        dynamodb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": "transactions", "Item": {"pk": {"S": "run"}, "sk": {"S": "a"}, "v": {"S": "new"}}}},
+            {"Put": {"TableName": "transactions", "Item": {"pk": {"S": "run"}, "sk": {"S": "b"}, "v": {"S": "new"}}}},
+            {"Update": {"TableName": "transactions", "Key": {"pk": {"S": "lock"}, "sk": {"S": "x"}},
+                        "UpdateExpression": "SET v = :v", "ExpressionAttributeValues": {":v": {"S": "taken"}}}},
+            # another lock is held: the whole transaction is cancelled
+            {"ConditionCheck": {"TableName": "transactions", "Key": {"pk": {"S": "lock"}, "sk": {"S": "y"}},
+                                "ConditionExpression": "attribute_not_exists(pk)"}},
+        ])
+    assert error_code(excinfo) == "TransactionCanceledException"
+    assert _items(dynamodb, "transactions") == [("lock", "x", "held"), ("lock", "y", "held"), ("run", "a", "old")]
+    dynamodb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": "transactions", "Item": {"pk": {"S": "run"}, "sk": {"S": "a"}, "v": {"S": "new"}}}},
+        {"Delete": {"TableName": "transactions", "Key": {"pk": {"S": "lock"}, "sk": {"S": "x"}}}},
+    ])
+    assert _items(dynamodb, "transactions") == [("lock", "y", "held"), ("run", "a", "new")]

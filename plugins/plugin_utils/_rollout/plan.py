@@ -119,11 +119,27 @@ def deployment_pattern(accounts):
     return "cross-account"
 
 
+def scope(settings):
+    """(the instance ids the run is limited to, the waves asked for): each None when not limited."""
+    limit = set(settings["instance_ids"]) if settings["instance_ids"] or settings["limit_to_instance_ids"] else None
+    return limit, set(settings["waves"]) or None
+
+
+def in_scope(settings):
+    """Whether a discovered instance (drs_discover's entry) is one the run deploys to, when its wave is usable."""
+    limit, wanted_waves = scope(settings)
+
+    def wanted(instance):
+        return (instance["wave"] is not None and (limit is None or instance["instance_id"] in limit)
+                and (wanted_waves is None or instance["wave"] in wanted_waves))
+
+    return wanted
+
+
 def build_plan(accounts, discoveries, unreachable, settings):
     """The plan from the discoveries ({(account id, region): drs_discover's answer}) of the reachable
     account-regions; ``unreachable`` lists the others with their reason."""
-    limit = set(settings["instance_ids"]) if settings["instance_ids"] or settings["limit_to_instance_ids"] else None
-    wanted_waves = set(settings["waves"]) or None
+    limit, wanted_waves = scope(settings)
     places, no_wave, left_out = {}, [], []
     discovered = 0
     discovered_waves = set()
