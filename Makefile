@@ -153,7 +153,8 @@ demo: $(VENV_STAMP) $(COLLECTION_LINK)
 # A benchmark, not a test: the deploy playbook on the lab's scale scenario (3,120 instances, six
 # waves); prints wall time against the floor of the simulated installs, AWS calls per instance and
 # the controller's peak memory, next to their targets. Exits non-zero only when the run is invalid.
-# SCENARIO=scale-30k: the same on 31,200 instances in 120 account-regions (scripts/scale_copies.py).
+# SCENARIO=scale-30k: the same on 31,200 instances in 120 account-regions (scripts/scale_copies.py);
+# BENCH_ARGS="--awx-slices 4" then runs the controller's workflow as the AWX rehearsal does, 4 slices a wave.
 bench: SCENARIO = scale
 bench: $(VENV_STAMP) $(COLLECTION_LINK)
 	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLLECTIONS_DIR) PYTHON=$(VENV_BIN)/python BENCH_SCENARIO=$(SCENARIO) \

@@ -102,14 +102,18 @@ def plain(mapping):
 def update_inventory(source_path, env):
     """The hosts (with their variables) and groups an inventory update finds, as AWX keeps them."""
     with tempfile.TemporaryDirectory(prefix="awx-inventory-update-") as private:
+        # the listing goes to a file: ansible-runner makes an event of every line of a command's output, and the
+        # listing of a large estate is millions of lines
+        listing = Path(private) / "inventory.json"
         runner = ansible_runner.run_command(
-            executable_cmd=str(ANSIBLE_BIN / "ansible-inventory"), cmdline_args=["-i", str(ROOT / source_path), "--list", "--export"],
+            executable_cmd=str(ANSIBLE_BIN / "ansible-inventory"),
+            cmdline_args=["-i", str(ROOT / source_path), "--list", "--export", "--output", str(listing)],
             # as AWX's inventory updates: a source that cannot be parsed fails the update
             envvars=dict(env, ANSIBLE_INVENTORY_UNPARSED_FAILED="True"), private_data_dir=private, quiet=True, suppress_env_files=True)
         stdout, stderr, rc = runner
-    if rc != 0:
-        raise SystemExit(f"inventory update of {source_path} failed (rc {rc}):\n{stderr or stdout}")
-    listed = json.loads(stdout, object_hook=plain)
+        if rc != 0:
+            raise SystemExit(f"inventory update of {source_path} failed (rc {rc}):\n{stderr or stdout}")
+        listed = json.loads(listing.read_text(encoding="utf-8"), object_hook=plain)
     hosts = listed.get("_meta", {}).get("hostvars", {})
     groups = {}
 

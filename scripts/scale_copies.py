@@ -162,8 +162,10 @@ def controller_vars(base, deploy_vars, scenario, name):
     result["job_slice_count"] = 4
     result["max_failure_rate"] = deploy_vars["drs_agent_deploy_max_failure_rate"]
     result["report_output_dir"] = f"out/bench/{name}-awx-report"
+    # the external id comes from the credential, as AWX injects it
     result["extra_vars"] = {key: value for key, value in deploy_vars.items()
-                            if key.startswith("drs_agent_deploy_") and key != "drs_agent_deploy_summary_file"}
+                            if key.startswith("drs_agent_deploy_")
+                            and key not in ("drs_agent_deploy_summary_file", "drs_agent_deploy_external_id")}
     return result
 
 

@@ -33,6 +33,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import build_plan
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import empty_reason
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import in_scope
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import kept_of
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.record import RunRecord
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.summary import extension_summary
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.summary import summarize
@@ -221,8 +222,8 @@ class Rollout:
         def look(place):
             account_id, region = place
             # EC2 is read once per account-region: its client is not kept
-            return discover(self.sessions.client(account_id, "ec2", region, keep=False),
-                            self.sessions.client(account_id, "ssm", region), account_id, region, options)
+            return kept_of(discover(self.sessions.client(account_id, "ec2", region, keep=False),
+                                    self.sessions.client(account_id, "ssm", region), account_id, region, options))
 
         found = {}
         for place, future in [(place, self.pool.submit(look, place)) for place in places]:

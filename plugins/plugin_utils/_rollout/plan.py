@@ -17,6 +17,17 @@ RESULT_FIELDS = ("command_id", "adopted", "adopted_from", "ssm_status", "ssm_sta
                  "remediation", "stderr_tail", "stdout_tail", "source_server_id", "reason", "duration_seconds")
 
 
+# What the plan reads of a discovered instance (drs_discover's entry)
+DISCOVERED_FIELDS = ("instance_id", "name", "wave", "wave_error", "priority", "platform", "ssm")
+
+
+def kept_of(discovery):
+    """A discovery with only what the plan reads of each instance: at 30,000 instances, the rest (every tag, the
+    instance type, the address, SSM's agent and platform details) would double what discovery holds."""
+    return {"instances": [{key: instance[key] for key in DISCOVERED_FIELDS if key in instance}
+                          for instance in discovery["instances"]]}
+
+
 class Instance:
     """One discovered instance and what became of it (``status`` None until it is settled)."""
 
