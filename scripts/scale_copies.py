@@ -112,35 +112,36 @@ def copy_vars(variables, scenario, copied):
     return result
 
 
+def generated(copies, name):
+    """{path under the repository: its text} of every file this script writes."""
+    scenario = yaml.safe_load((ROOT / "lab" / "scenarios" / "scale.yml").read_text(encoding="utf-8"))
+    copied = copy_scenario(scenario, copies, name)
+    files = {f"lab/scenarios/{name}.yml": HEADER.format(copies=copies, name=name, source="lab/scenarios/scale.yml")
+             + dump(copied)}
+    for kind in ("setup", "deploy"):
+        path = ROOT / "playbooks" / "vars" / f"lab_scale_{kind}.yml"
+        variables = copy_vars(yaml.safe_load(path.read_text(encoding="utf-8")), scenario, copied)
+        if kind == "deploy":
+            variables["drs_agent_deploy_summary_file"] = f"out/bench/{name}-summary.json"
+            deploy_vars = variables
+        header = HEADER.format(copies=copies, name=name, source=f"playbooks/vars/lab_scale_{kind}.yml")
+        files[f"playbooks/vars/lab_{name}_{kind}.yml"] = header + "---\n" + dump(variables)
+    header = HEADER.format(copies=copies, name=name, source="playbooks/vars/lab_scale_deploy.yml")
+    files[f"inventories/lab_fleet/{name}.drs_fleet.yml"] = header + "---\n" + dump(fleet_inventory(deploy_vars))
+    base = yaml.safe_load((ROOT / "playbooks" / "vars" / "lab_controller.yml").read_text(encoding="utf-8"))
+    header = HEADER.format(copies=copies, name=name, source="playbooks/vars/lab_controller.yml and lab_scale_deploy.yml")
+    files[f"playbooks/vars/lab_{name}_controller.yml"] = header + "---\n" + dump(
+        controller_vars(base, deploy_vars, copied, name))
+    return files
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--copies", type=int, default=10)
     parser.add_argument("--name", default="scale-30k")
     args = parser.parse_args()
-    source = ROOT / "lab" / "scenarios" / "scale.yml"
-    scenario = yaml.safe_load(source.read_text(encoding="utf-8"))
-    copied = copy_scenario(scenario, args.copies, args.name)
-    header = HEADER.format(copies=args.copies, name=args.name, source="lab/scenarios/scale.yml")
-    (ROOT / "lab" / "scenarios" / f"{args.name}.yml").write_text(
-        header + dump(copied), encoding="utf-8")
-    for kind in ("setup", "deploy"):
-        path = ROOT / "playbooks" / "vars" / f"lab_scale_{kind}.yml"
-        variables = copy_vars(yaml.safe_load(path.read_text(encoding="utf-8")), scenario, copied)
-        if kind == "deploy":
-            variables["drs_agent_deploy_summary_file"] = f"out/bench/{args.name}-summary.json"
-        header = HEADER.format(copies=args.copies, name=args.name, source=f"playbooks/vars/lab_scale_{kind}.yml")
-        (ROOT / "playbooks" / "vars" / f"lab_{args.name}_{kind}.yml").write_text(
-            header + "---\n" + dump(variables), encoding="utf-8")
-        if kind == "deploy":
-            deploy_vars = variables
-    header = HEADER.format(copies=args.copies, name=args.name, source="playbooks/vars/lab_scale_deploy.yml")
-    (ROOT / "inventories" / "lab_fleet" / f"{args.name}.drs_fleet.yml").write_text(
-        header + "---\n" + dump(fleet_inventory(deploy_vars)), encoding="utf-8")
-    base = yaml.safe_load((ROOT / "playbooks" / "vars" / "lab_controller.yml").read_text(encoding="utf-8"))
-    header = HEADER.format(copies=args.copies, name=args.name,
-                           source="playbooks/vars/lab_controller.yml and lab_scale_deploy.yml")
-    (ROOT / "playbooks" / "vars" / f"lab_{args.name}_controller.yml").write_text(
-        header + "---\n" + dump(controller_vars(base, deploy_vars, copied, args.name)), encoding="utf-8")
+    for path, text in generated(args.copies, args.name).items():
+        (ROOT / path).write_text(text, encoding="utf-8")
 
 
 def fleet_inventory(deploy_vars):

@@ -1,6 +1,7 @@
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.discovery import (
     NOT_MANAGED,
     arrange_in_waves,
+    discover,
     describe_instance,
     select_waves,
     ssm_status_by_instance,
@@ -84,3 +85,28 @@ def test_ssm_status_is_asked_in_chunks_of_fifty_instance_ids():
     assert [len(chunk) for chunk in ssm.requests] == [50, 50, 20]
     assert sorted(sum(ssm.requests, [])) == sorted(ids)
     assert set(status) == set(ids[::2])
+
+
+class FakeEc2:
+    def __init__(self, raw):
+        self.raw = raw
+
+    def describe_instances(self, aws_retry, Filters, MaxResults, NextToken=None):
+        assert aws_retry is True and MaxResults == 1000 and Filters
+        return {"Reservations": [{"Instances": self.raw}]}
+
+
+def test_ssm_is_read_only_for_the_instances_in_scope_and_the_others_carry_no_ssm_view():
+    raw = [{"InstanceId": f"i-{n:017x}", "State": {"Name": "running"},
+            "Tags": [{"Key": "dr:wave", "Value": str(1 + n % 3)}]} for n in range(90)]
+    ssm = FakeSsm({entry["InstanceId"] for entry in raw})
+    options = {"tag_filters": {"dr:enabled": ["true"]}, "wave_tag_key": "dr:wave", "priority_tag_key": "dr:priority",
+               "waves": None, "instance_states": ["running"], "include_ssm_status": True,
+               "ssm_scope": lambda instance: instance["wave"] == 2}
+
+    result = discover(FakeEc2(raw), ssm, "222222222222", "us-east-1", options)
+
+    in_wave_2 = {entry["InstanceId"] for n, entry in enumerate(raw) if n % 3 == 1}
+    assert sorted(sum(ssm.requests, [])) == sorted(in_wave_2)
+    assert {i["instance_id"] for i in result["instances"] if "ssm" in i} == in_wave_2
+    assert result["counts"]["instances"] == 90 and result["counts"]["ssm_online"] == 30
