@@ -3,6 +3,8 @@ scenario summary, and the Run Command timeline."""
 
 import json
 
+from lab.scenario import ScenarioError
+
 
 def handle(server, request):
     """Answer a /_lab/ request: returns (status, body dict)."""
@@ -30,6 +32,23 @@ def _stats(server, _body):
 
 def _service_times(server, _body):
     return {"service_times": server.world.stats.service_times()}
+
+
+def _set_replication(server, body):
+    unknown = set(body) - {"instance_ids", "replication"}
+    instance_ids = body.get("instance_ids")
+    if unknown or not isinstance(instance_ids, list) or "replication" not in body:
+        raise ValueError("send instance_ids (a list) and replication (healthy, stalled:<error>, lagging:<seconds> or "
+                         "initiation_failed:<step>)")
+    missing = sorted(set(instance_ids) - set(server.world.instances))
+    if missing:
+        raise ValueError(f"no such instance in the scenario: {', '.join(missing)}")
+    with server.world.lock:
+        try:
+            server.world.drs.set_replication(instance_ids, body["replication"])
+        except ScenarioError as error:
+            raise ValueError(str(error)) from None
+    return {"instance_ids": instance_ids, "replication": body["replication"]}
 
 
 def _get_faults(server, _body):
@@ -86,6 +105,7 @@ def _invocations(server, _body):
 _ROUTES = {
     ("GET", "/_lab/stats"): _stats,
     ("GET", "/_lab/service-times"): _service_times,
+    ("POST", "/_lab/replication"): _set_replication,
     ("GET", "/_lab/faults"): _get_faults,
     ("POST", "/_lab/faults"): _set_faults,
     ("GET", "/_lab/clock"): _get_clock,

@@ -22,6 +22,7 @@ GROUP_DEFAULTS = {
     "state": "running",
     "tags": {},
     "ssm": "online",
+    "replication": "healthy",
 }
 INSTALL_DEFAULTS = {"outcome": "success", "duration_seconds": [120, 300]}
 
@@ -91,7 +92,7 @@ def expand(document, origin="scenario"):
         group["install"] = {**INSTALL_DEFAULTS, **group.get("install", {})}
         group["account"] = account_id(group["account"], where + ".account")
         region(group["region"], where + ".region")
-        for field in ("ssm",):
+        for field in ("ssm", "replication"):
             _check_mix(group[field], group["count"], f"{origin}: {where}.{field}")
         _check_mix(group["install"]["outcome"], group["count"], f"{origin}: {where}.install.outcome")
         _check_outcomes(group, f"{origin}: {where}.install.outcome")

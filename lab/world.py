@@ -74,6 +74,7 @@ class FleetInstance:
     ssm_state: str
     install_outcome: str
     install_duration_seconds: float
+    replication: str = "healthy"  # how its replication goes once it registers (see lab.models.drs)
 
 
 class World:
@@ -166,6 +167,7 @@ def _seed(world):
         for instance in _launch_group(world, group):
             world.instances[instance.instance_id] = instance
             world.ssm.add_instance(instance)
+            world.drs.set_replication([instance.instance_id], instance.replication)
         registered = group.get("already_registered")
         if registered:
             members = [i for i in world.instances.values() if i.group == group["name"]][: registered["count"]]
@@ -186,6 +188,7 @@ def _launch_group(world, group):
         tags={"instance": dict(group["tags"])},
     )
     ssm_states = _shuffled(world, spread(group["ssm"], group["count"]))
+    replications = _shuffled(world, spread(group["replication"], group["count"]))
     outcomes = _shuffled(world, spread(group["install"]["outcome"], group["count"]))
     low, high = _range(group["install"]["duration_seconds"])
     fleet = []
@@ -205,6 +208,7 @@ def _launch_group(world, group):
             ssm_state=ssm_states[index],
             install_outcome=outcomes[index],
             install_duration_seconds=round(world.random.uniform(low, high), 1),
+            replication=replications[index],
         ))
     if group["state"] == "stopped":
         backend.stop_instances([instance.id for instance in reservation.instances])

@@ -509,39 +509,13 @@ def bench_awx(url, facts, scale, slices):
     variables = yaml.safe_load((ROOT / CONTROLLER_VARS).read_text(encoding="utf-8"))
     variables["job_slice_count"] = slices
     environment = dict(os.environ)
-    print(f"bench: inventory update ({variables['inventory_source_path']})", file=sys.stderr)
-    updated = time.monotonic()
     try:
-        rehearsal, workflow = awx_rehearsal.prepare(awx_rehearsal.controller.definitions(variables), WORKFLOW)
+        # the rehearsal strips from this process's environment the AWS settings its jobs must not inherit
+        result, update_seconds, started_at, wall, sampler, (load_before, load_after), before, sim_origin = \
+            run_workflow(awx_rehearsal, url, variables, scale, slices)
     finally:
         os.environ.clear()
-        os.environ.update(environment)  # the rehearsal strips the AWS settings its jobs must not inherit
-    update_seconds = time.monotonic() - updated
-    rehearsal.lab_url = None  # duplicates are counted at the end: reading the lab's record between nodes holds it
-    control(url, "clock", {"time_scale": scale})
-    before = operation_counts(control(url, "stats"))
-    sim_origin = control(url, "clock")["elapsed_seconds"]
-    load_before = os.getloadavg()[0]
-    print(f"bench: running the workflow {WORKFLOW!r} as AWX runs it, deploy nodes in {slices} slices, at time scale "
-          f"{scale:g}", file=sys.stderr)
-    sampler = SliceSampler()
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            sampler.sample()
-            time.sleep(SAMPLE_SECONDS)
-
-    watcher = threading.Thread(target=sample, daemon=True)
-    started, started_at = time.monotonic(), time.time()
-    watcher.start()
-    try:
-        result = rehearsal.run_workflow(workflow)
-    finally:
-        done.set()
-        watcher.join()
-    wall = time.monotonic() - started
-    load_after = os.getloadavg()[0]
+        os.environ.update(environment)
     after = operation_counts(control(url, "stats"))
     timeline = control(url, "invocations")
     service_times = control(url, "service-times")["service_times"]
@@ -572,6 +546,41 @@ def bench_awx(url, facts, scale, slices):
     for node in result["nodes"]:
         print(f"{node['identifier']:<24} {node['slices']:>7}  {awx_rehearsal.shown(node['instances']):>9}  "
               f"{awx_rehearsal.shown(node['installed']):>9}  {awx_rehearsal.shown(node['failed']):>6}  {node['seconds']:>7}")
+
+
+def run_workflow(awx_rehearsal, url, variables, scale, slices):
+    """The inventory update, then the workflow with each slice job's memory sampled: (the workflow's result,
+    the update's seconds, the workflow's start (epoch s), its wall seconds, the sampler, the load averages before
+    and after, the lab's call counts before it, the lab's simulated time at its start)."""
+    print(f"bench: inventory update ({variables['inventory_source_path']})", file=sys.stderr)
+    updated = time.monotonic()
+    rehearsal, workflow = awx_rehearsal.prepare(awx_rehearsal.controller.definitions(variables), WORKFLOW)
+    update_seconds = time.monotonic() - updated
+    rehearsal.lab_url = None  # duplicates are counted at the end: reading the lab's record between nodes holds it
+    control(url, "clock", {"time_scale": scale})
+    before = operation_counts(control(url, "stats"))
+    sim_origin = control(url, "clock")["elapsed_seconds"]
+    load_before = os.getloadavg()[0]
+    print(f"bench: running the workflow {WORKFLOW!r} as AWX runs it, deploy nodes in {slices} slices, at time scale "
+          f"{scale:g}", file=sys.stderr)
+    sampler = SliceSampler()
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            sampler.sample()
+            time.sleep(SAMPLE_SECONDS)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    started, started_at = time.monotonic(), time.time()
+    watcher.start()
+    try:
+        result = rehearsal.run_workflow(workflow)
+    finally:
+        done.set()
+        watcher.join()
+    wall = time.monotonic() - started
+    return result, update_seconds, started_at, wall, sampler, (load_before, os.getloadavg()[0]), before, sim_origin
 
 
 def main():

@@ -35,6 +35,13 @@ EXTENDED = "EXTENDED"
 EXTENSION_ERROR = "EXTENSION_ERROR"
 
 REPLICATION_SECONDS = {"initiating": 60, "initial_sync": 600}
+# How an instance's replication goes once its agent registers, set per instance by the scenario (a group's
+# ``replication``) or while the lab runs (POST /_lab/replication): "healthy"; "stalled:<ERROR>" (STALLED with
+# that dataReplicationError, AGENT_NOT_SEEN when none is named); "lagging:<seconds>" (CONTINUOUS that many
+# seconds behind, with a backlog); "initiation_failed:<STEP>" (the initiation step FAILED, the server STALLED).
+REPLICATION_MODES = ("healthy", "stalled", "lagging", "initiation_failed")
+HEALTHY_REPLICATION = ("healthy", None)
+BACKLOG_BYTES_PER_LAG_SECOND = 4 * 1024 * 1024
 EXTENDED_SERVER_QUOTA = 300
 ALREADY_EXTENDED_CODE = "ConflictException"
 AGENT_VERSION = "4.11.0"
@@ -190,8 +197,19 @@ class DrsService:
         self._phase_seconds = {**REPLICATION_SECONDS, **settings.get("replication_seconds", {})}
         self._quota = settings.get("extended_server_quota", EXTENDED_SERVER_QUOTA)
         self._already_extended = settings.get("already_extended_error", {})
+        self._replication = {}  # instance id -> (mode, detail) when not healthy
 
     # --- seeding and the agent (called by the world and the SSM model) ---
+
+    def set_replication(self, instance_ids, text):
+        """How these instances' replication goes from now on (see REPLICATION_MODES); a ScenarioError names
+        what is wrong with ``text``."""
+        behaviour = parse_replication(text)
+        for instance_id in instance_ids:
+            if behaviour == HEALTHY_REPLICATION:
+                self._replication.pop(instance_id, None)
+            else:
+                self._replication[instance_id] = behaviour
 
     def seed_region(self, account_id, region, state):
         drs = self._region(account_id, region)
@@ -366,6 +384,8 @@ class DrsService:
             return DISCONNECTED if staging is None else self.replication_state(staging)
         if server.pinned_state:
             return server.pinned_state
+        if self._replication.get(server.host.instance_id, HEALTHY_REPLICATION)[0] in ("stalled", "initiation_failed"):
+            return STALLED
         age = self.world.elapsed() - server.replication_started_at
         if age < self._phase_seconds["initiating"]:
             return INITIATING
@@ -407,13 +427,28 @@ class DrsService:
         info = {"dataReplicationState": state, "replicatedDisks": [], "stagingAvailabilityZone": f"{server.region}a"}
         if replicating is None:
             return info
-        synced = self._synced_fraction(replicating)
-        for device, size in replicating.host.disks:
+        mode, detail = self._replication.get(replicating.host.instance_id, HEALTHY_REPLICATION)
+        synced = 0.0 if mode == "initiation_failed" else self._synced_fraction(replicating)
+        lagging = mode == "lagging" and state == CONTINUOUS
+        for index, (device, size) in enumerate(replicating.host.disks):
             info["replicatedDisks"].append({
                 "deviceName": device, "totalStorageBytes": size, "replicatedStorageBytes": int(size * synced),
-                "rescannedStorageBytes": 0, "backloggedStorageBytes": 0, "volumeStatus": "REGULAR",
+                "rescannedStorageBytes": 0,
+                "backloggedStorageBytes": int(detail) * BACKLOG_BYTES_PER_LAG_SECOND if lagging and index == 0 else 0,
+                "volumeStatus": "REGULAR",
             })
-        if state == INITIATING:
+        if mode == "initiation_failed":
+            info["dataReplicationInitiation"] = {
+                "startDateTime": self._iso(replicating.replication_started_at),
+                "steps": _failed_initiation_steps(detail),
+            }
+            info["dataReplicationError"] = {"error": f"FAILED_TO_{detail}",
+                                            "rawError": f"Initiation step {detail} failed"}
+        elif mode == "stalled" and state == STALLED:
+            info["dataReplicationError"] = {"error": detail, "rawError": f"Replication stalled: {detail}"}
+        elif lagging:
+            info["lagDuration"] = f"PT{int(detail)}S"
+        elif state == INITIATING:
             info["dataReplicationInitiation"] = {
                 "startDateTime": self._iso(replicating.replication_started_at),
                 "steps": _initiation_steps(self._initiation_progress(replicating)),
@@ -423,7 +458,7 @@ class DrsService:
             info["etaDateTime"] = self._iso(replicating.replication_started_at + initiating + self._phase_seconds["initial_sync"])
         elif state == CONTINUOUS:
             info["lagDuration"] = "PT0S"
-        elif state == STALLED:
+        elif state == STALLED and "dataReplicationError" not in info:
             info["dataReplicationError"] = {
                 "error": "AGENT_NOT_SEEN", "rawError": "The replication agent has not been seen by the service recently"}
         return info
@@ -756,6 +791,38 @@ def _ensure_role(account_id, role_name, trust_document, path):
         tags=[],
         max_session_duration="3600",
     )
+
+
+def parse_replication(text):
+    """(mode, detail) of a replication behaviour such as "stalled:UNSTABLE_NETWORK" (see REPLICATION_MODES)."""
+    if not isinstance(text, str):
+        raise ScenarioError(f"replication {text!r} must be a string such as healthy, stalled:UNSTABLE_NETWORK, "
+                            "lagging:900 or initiation_failed:CONNECT_AGENT_TO_REPLICATION_SERVER")
+    mode, _, detail = text.partition(":")
+    if mode not in REPLICATION_MODES:
+        raise ScenarioError(f"replication {text!r}: the mode must be one of {', '.join(REPLICATION_MODES)}")
+    if mode == "healthy":
+        return HEALTHY_REPLICATION
+    if mode == "stalled":
+        errors = service_model("drs").shape_for("DataReplicationErrorString").enum
+        detail = detail or "AGENT_NOT_SEEN"
+        if detail not in errors:
+            raise ScenarioError(f"replication {text!r}: {detail} is not a DRS replication error ({', '.join(errors)})")
+        return mode, detail
+    if mode == "lagging":
+        if not detail.isdigit():
+            raise ScenarioError(f"replication {text!r}: give the lag in whole seconds, such as lagging:900")
+        return mode, detail
+    steps = INITIATION_STEPS[1:]
+    if detail not in steps:
+        raise ScenarioError(f"replication {text!r}: name the step that fails, one of {', '.join(steps)}")
+    return mode, detail
+
+
+def _failed_initiation_steps(failed):
+    position = INITIATION_STEPS.index(failed)
+    return [{"name": name, "status": "SUCCEEDED" if index < position else "FAILED" if index == position
+             else "NOT_STARTED"} for index, name in enumerate(INITIATION_STEPS)]
 
 
 def _initiation_steps(progress):

@@ -21,6 +21,7 @@ ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 ROLE_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 INSTANCE_ID = re.compile(r"^i-([0-9a-f]{8}|[0-9a-f]{17})$")
+SOURCE_SERVER_ID = re.compile(r"^s-[0-9a-zA-Z]{17}$")
 DOCUMENT_NAME = re.compile(r"^[a-zA-Z0-9_\-.:/]{3,128}$")
 DOCUMENT_VERSION = re.compile(r"^(\$LATEST|\$DEFAULT|[1-9][0-9]*)$")
 MAX_CONCURRENCY = re.compile(r"^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$")
@@ -69,6 +70,12 @@ def session_name_error(name, value):
 def instance_id_error(name, value):
     if not isinstance(value, str) or not INSTANCE_ID.match(value):
         return f"{name} {value!r} is not an EC2 instance id (i- followed by 8 or 17 hexadecimal digits)"
+    return None
+
+
+def source_server_id_error(name, value):
+    if not isinstance(value, str) or not SOURCE_SERVER_ID.match(value):
+        return f"{name} {value!r} is not a DRS source server id (s- followed by 17 letters or digits)"
     return None
 
 

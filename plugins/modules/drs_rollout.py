@@ -251,6 +251,26 @@ options:
     description: Seconds to wait for registered servers to become extensible and for extended servers to show.
     type: int
     default: 300
+  verify_replication:
+    description:
+      - After each wave, wait until the source servers of the instances it installed (and those already registered)
+        replicate healthy (C(CONTINUOUS) within O(rpo_seconds), nothing in backlog), or until
+        O(verify_replication_timeout) passes, showing the counts at least every O(progress_interval) seconds; each
+        instance's verdict (V(healthy), V(syncing), V(stalled), V(disconnected), V(stopped), V(not_found)) is kept
+        in the summary and the history.
+      - A wave whose servers are not all healthy at the end stops the rollout before the next wave, naming them with
+        their remediation (see the module M(drs_orchestration.agent_deployer.drs_replication_health)).
+      - One paged C(drs:DescribeSourceServers) listing per staging account and region per look.
+    type: bool
+    default: false
+  verify_replication_timeout:
+    description: Seconds a wave's verification waits at most.
+    type: int
+    default: 3600
+  rpo_seconds:
+    description: The recovery point objective of the verification, in seconds.
+    type: int
+    default: 300
   variable_prefix:
     description:
       - When the action runs for a role, the prefix of the role's variables (C(drs_agent_deploy_)); messages then

@@ -24,6 +24,7 @@ except ImportError:
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import history
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import install
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import outcomes
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import replication
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.discovery import INSTANCE_STATES_DEPLOYED
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.discovery import discover
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import check_tag_filters
@@ -38,6 +39,8 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.summary import extension_summary
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.summary import summarize
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.summary import write_json
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.verify import unhealthy_lines
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.verify import verify_wave
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.sessions import Sessions
 
 # SSM readiness read at discovery is used for a wave's sends while it is younger than this (clock seconds).
@@ -74,6 +77,7 @@ class Rollout:
         self.discovered_at = None
         self.empty_reason = None
         self.handovers = None
+        self.unverified = None  # (wave number, servers not healthy) of the wave whose verification stopped the run
 
     def _account(self, entry):
         account = dict(entry)
@@ -113,6 +117,9 @@ class Rollout:
             self.record.write(self.clock.now())
             if self.stop.is_set():
                 break
+            if self.settings["verify_replication"] and self._verify(wave):
+                stopped_after = wave.number
+                continue
             if self.settings["auto_extend_source_servers"]:
                 self._extend(wave)
             if figures["failure_rate"] > self.settings["max_failure_rate"]:
@@ -164,7 +171,13 @@ class Rollout:
         if stopped:
             problems.append(f"The rollout was stopped ({self.stop_reason}); the installs still running on instances "
                             "go on there, and a re-run adopts them.")
-        if stopped_after is not None:
+        if self.unverified:
+            number, unhealthy = self.unverified
+            problems.append(
+                f"The rollout stopped after wave {number}: {unhealthy} of its servers did not replicate healthy within "
+                f"{self.name('verify_replication_timeout')} (see each one's verdict and remediation above); the later "
+                "waves were not started.")
+        elif stopped_after is not None:
             problems.append(
                 f"The rollout stopped after wave {stopped_after}: its failure rate was above "
                 f"{self.name('max_failure_rate')} ({self.settings['max_failure_rate']}); the later waves were not "
@@ -440,6 +453,19 @@ class Rollout:
         except (BotoCoreError, ClientError) as error:
             self.display.warning(f"The send locks could not be released ({history.error_text(error)}); they expire by "
                                  "themselves in a few minutes.")
+
+    def _verify(self, wave):
+        """Verify the wave's replication; True when a server is not healthy (the rollout then stops)."""
+        counts = verify_wave(wave, self.sessions, self.settings, self.clock, self._show, self.stop, self.pool)
+        wave.replication = {verdict: count for verdict, count in counts.items() if count}
+        self.record.write(self.clock.now())
+        unhealthy = sum(count for verdict, count in counts.items() if verdict != replication.HEALTHY)
+        if not unhealthy or self.stop.is_set():
+            return False
+        self.unverified = (wave.number, unhealthy)
+        self._show([f"Wave {wave.number}: {unhealthy} server(s) do not replicate healthy: the rollout stops here; "
+                    "the later waves are not started."] + unhealthy_lines(wave))
+        return True
 
     def _extend(self, wave):
         entries = extend.extend_after(wave, self.sessions, self.settings, self.deployment_id, self.clock,

@@ -13,7 +13,7 @@ from moto.iam.models import iam_backends
 from moto.moto_api._internal.models import moto_api_backend
 
 from lab.errors import AwsError
-from lab.scenario import expand
+from lab.scenario import ScenarioError, expand
 from lab.world import World
 from tests.lab.shapes import output_problems
 from tests.lab_fixture import REPO_ROOT, RunningLab
@@ -507,3 +507,63 @@ def test_the_scenario_chooses_the_already_extended_error(world_of):
     with pytest.raises(AwsError) as again:
         drs.create_extended_source_server(TARGET, "us-east-1", staging_server.arn, {})
     assert (again.value.code, again.value.message, again.value.status) == ("ValidationException", "already extended", 400)
+
+
+@pytest.mark.parametrize("replication, state, error, extra", [
+    ("stalled:UNSTABLE_NETWORK", "STALLED", "UNSTABLE_NETWORK", {}),
+    ("stalled", "STALLED", "AGENT_NOT_SEEN", {}),
+    ("initiation_failed:CREATE_STAGING_DISKS", "STALLED", "FAILED_TO_CREATE_STAGING_DISKS",
+     {"failed_step": "CREATE_STAGING_DISKS"}),
+    ("lagging:900", "CONTINUOUS", None, {"lagDuration": "PT900S"}),
+    ("healthy", "CONTINUOUS", None, {"lagDuration": "PT0S"}),
+])
+def test_an_instances_replication_goes_as_the_scenario_or_the_control_api_says(
+        world_of, replication, state, error, extra):
+    world = world_of(replication_seconds={"initiating": 60, "initial_sync": 600})
+    drs = world.drs
+    instance = sorted(world.instances.values(), key=lambda i: i.name)[0]
+    server = drs.register_agent(instance, STAGING, "us-east-1", {}, world.elapsed())
+    drs.set_replication([instance.instance_id], replication)
+    world.clock.advance(700)
+    described = drs.describe(server)
+    info = described["dataReplicationInfo"]
+    assert info["dataReplicationState"] == state
+    assert info.get("dataReplicationError", {}).get("error") == error
+    if "lagDuration" in extra:
+        assert info["lagDuration"] == extra["lagDuration"]
+        backlog = sum(disk["backloggedStorageBytes"] for disk in info["replicatedDisks"])
+        assert (backlog > 0) == (extra["lagDuration"] != "PT0S")
+    if "failed_step" in extra:
+        steps = {step["name"]: step["status"] for step in info["dataReplicationInitiation"]["steps"]}
+        assert steps[extra["failed_step"]] == "FAILED" and steps["CREATE_SECURITY_GROUP"] == "SUCCEEDED"
+        assert steps["START_DATA_TRANSFER"] == "NOT_STARTED"
+    # back to healthy, the server goes on as its timeline says
+    drs.set_replication([instance.instance_id], "healthy")
+    assert drs.describe(server)["dataReplicationInfo"]["dataReplicationState"] == "CONTINUOUS"
+
+
+@pytest.mark.parametrize("replication, message", [
+    ("sleepy", "the mode must be one of healthy, stalled, lagging, initiation_failed"),
+    ("stalled:TOO_TIRED", "TOO_TIRED is not a DRS replication error"),
+    ("lagging:soon", "give the lag in whole seconds"),
+    ("initiation_failed:WAIT", "name the step that fails"),
+])
+def test_a_replication_behaviour_that_does_not_exist_is_refused_with_the_rule(world_of, replication, message):
+    world = world_of()
+    with pytest.raises(ScenarioError, match=message):
+        world.drs.set_replication(list(world.instances), replication)
+
+
+def test_stalled_lagging_and_failed_servers_answer_in_drs_shapes(lab):
+    """Over the wire: the replication behaviours a scenario can set read back as botocore's output shapes say."""
+    staging = drs_client(lab, STAGING)
+    servers = every_server(staging)
+    registered = [server for server in servers
+                  if server["sourceProperties"]["identificationHints"].get("awsInstanceID")]
+    assert registered
+    for behaviour in ("stalled:SNAPSHOTS_FAILURE", "initiation_failed:BOOT_REPLICATION_SERVER", "lagging:120"):
+        ids = [server["sourceProperties"]["identificationHints"]["awsInstanceID"] for server in registered]
+        lab.control("replication", {"instance_ids": ids, "replication": behaviour})
+        answer = staging.describe_source_servers(filters={})
+        assert output_problems(staging, "DescribeSourceServers", answer) == []
+    lab.control("replication", {"instance_ids": ids, "replication": "healthy"})

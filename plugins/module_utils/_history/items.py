@@ -242,6 +242,15 @@ def build_items(record, names, now, ttl_days):
             item["lease_until"] = iso(now + datetime.timedelta(seconds=LEASE_SECONDS))
         if record.get("extension") is not None:
             item["extension"] = scrub(record["extension"])
+        verified = replication_of(settled)
+        if verified:
+            item["replication"] = verified
+            item["unhealthy_replication"] = [
+                dict({key: instance.get(key) for key in ("instance_id", "name", "region", "wave")},
+                     **{key: trim(instance["replication"][key]) if instance["replication"].get(key) else None
+                        for key in ("verdict", "reason", "remediation")})
+                for instance in settled
+                if (instance.get("replication") or {}).get("verdict") not in (None, "healthy")][:MAX_UNPROTECTED]
         items.append(item)
     return items
 
@@ -276,8 +285,21 @@ def _waves(record, settled):
         if wave.get("finished_at") is not None:
             entry["finished_at"] = iso(wave["finished_at"])
         entry.update(outcomes.tally_of(own))
+        verified = replication_of(own)
+        if verified:
+            entry["replication"] = verified
         waves.append(entry)
     return waves
+
+
+def replication_of(instances):
+    """{verdict: count} of the instances whose replication was verified (empty when none was)."""
+    counts = {}
+    for instance in instances:
+        verdict = (instance.get("replication") or {}).get("verdict")
+        if verdict:
+            counts[verdict] = counts.get(verdict, 0) + 1
+    return counts
 
 
 def effective_status(item, now):

@@ -90,6 +90,7 @@ class Wave:
         self.started_at = None
         self.finished_at = None
         self.wall_seconds = None
+        self.replication = None  # counts per verdict, when the wave's replication was verified
 
     @property
     def instances(self):

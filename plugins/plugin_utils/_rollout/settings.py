@@ -65,6 +65,9 @@ ARGUMENT_SPEC = dict(
     extension_capacity_limit=dict(type="int", default=300),
     extension_capacity_warning_thresholds=dict(type="list", elements="int", default=[80, 90]),
     extension_wait_timeout=dict(type="int", default=300),
+    verify_replication=dict(type="bool", default=False),
+    verify_replication_timeout=dict(type="int", default=3600),
+    rpo_seconds=dict(type="int", default=300),
     variable_prefix=dict(type="str", default=""),
     **install.SETTINGS_SPEC,
 )
@@ -128,6 +131,8 @@ def setting_errors(settings, name):
     if settings["deployment_id"]:
         errors.append(inputs.deployment_id_error(name("deployment_id"), settings["deployment_id"]))
     errors.extend(extension.setting_errors(extension_settings(settings), lambda option: name(f"extension_{option}")))
+    errors.append(inputs.seconds_error(name("verify_replication_timeout"), settings["verify_replication_timeout"]))
+    errors.append(inputs.seconds_error(name("rpo_seconds"), settings["rpo_seconds"], minimum=0))
     return [error for error in errors if error]
 
 

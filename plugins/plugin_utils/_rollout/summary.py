@@ -33,6 +33,8 @@ def summarize(plan, deployment_id, run_id, wall_seconds, stop, max_failure_rate,
         waves.append(dict(figures, wave=wave.number, wall_seconds=wave.wall_seconds,
                           accounts={account: outcomes.tally(outcomes.count(statuses))
                                     for account, statuses in sorted(wave_accounts.items())}))
+        if wave.replication is not None:
+            waves[-1]["replication"] = wave.replication
     summary = {
         "deployment_id": deployment_id,
         "run_id": run_id,
