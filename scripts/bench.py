@@ -501,7 +501,8 @@ def node_summary(nodes):
 def bench_awx(url, facts, scale, slices):
     """The AWX rehearsal of the controller configuration's workflow on a reset lab, each deploy node in ``slices``
     slice jobs side by side; its report, or BenchError."""
-    import awx_rehearsal  # pylint: disable=import-outside-toplevel  (needs ansible-runner, only for this mode)
+    # ansible-runner is needed by this mode only
+    import awx_rehearsal  # pylint: disable=import-outside-toplevel
 
     control(url, "reset", {})
     print(f"bench: creating the install documents and the history table for time scale {scale:g}", file=sys.stderr)

@@ -19,7 +19,7 @@ description:
     source server.
   - With O(wait=true), it reads again every O(poll_interval) seconds until every server is V(healthy) or none is
     V(syncing) any more, or until O(wait_timeout) passes, and records the counts of every look in RV(progress).
-  - Each look is one paged C(drs:DescribeSourceServers) listing of the account and region, matched locally:
+  - Each look is one paged C(drs:DescribeSourceServers) listing of the account and region, matched locally, so
     the calls do not grow with the number of servers asked for.
   - Read-only; check mode reads and waits as well.
 author:

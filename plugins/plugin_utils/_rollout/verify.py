@@ -46,9 +46,9 @@ def verify_wave(wave, sessions, settings, clock, show, stop, pool):
         pending = counts[replication.SYNCING] > 0
         if shown_at is None or now - shown_at >= settings["progress_interval"] or not pending or now >= deadline:
             shown_at = now
-            show([f"Wave {wave.number} replication: " + ", ".join(f"{counts[v]} {v}" for v in replication.VERDICTS
-                                                                   if counts[v])
-                  + f" ({int(now - started)} s of at most {settings['verify_replication_timeout']} s)"])
+            shown = ", ".join(f"{counts[verdict]} {verdict}" for verdict in replication.VERDICTS if counts[verdict])
+            show([f"Wave {wave.number} replication: {shown} ({int(now - started)} s of at most "
+                  f"{settings['verify_replication_timeout']} s)"])
         if not pending or now >= deadline or stop.is_set():
             break
         if clock.wait(min(interval, deadline - now), stop):
