@@ -31,6 +31,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.c
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import configured_clock
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.history import job_deployment_id
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import console
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import host_places
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import ARGUMENT_SPEC
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import Names
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import setting_errors
@@ -143,6 +144,8 @@ class ActionModule(ActionBase):
                               + "\n".join(f"- {error}" for error in errors))
             return result
         settings["deployment_id"] = settings["deployment_id"] or job_deployment_id(task_vars or {}) or ""
+        if settings["limit_to_instance_ids"] and task_vars and "hostvars" in task_vars:
+            settings["instance_places"] = host_places(task_vars["hostvars"], task_vars.get("ansible_play_hosts_all") or [])
         try:
             clock = configured_clock()
         except ClockSettingError as error:

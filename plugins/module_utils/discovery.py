@@ -6,7 +6,7 @@
 """Find the DR-tagged instances of one account and region and arrange them in waves.
 
 AWS calls: one paged DescribeInstances (1,000 instances a page, tag and state filters applied by
-EC2) and, for SSM, DescribeInstanceInformation filtered on the found instance ids in chunks of 50.
+EC2; with given instance ids, one per 200 of them) and, for SSM, DescribeInstanceInformation filtered on the found instance ids in chunks of 50.
 A chunk of 50 fills exactly one page (SSM pages hold at most 50), so SSM costs one call per 50
 DR instances, however many other managed instances the region holds; an unfiltered listing would
 cost one call per 50 managed instances of the whole region.
@@ -17,6 +17,8 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.t
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import tags_to_dict
 
 EC2_PAGE_SIZE = 1000
+# EC2 takes at most 200 values in one filter.
+EC2_ID_CHUNK = 200
 SSM_PAGE_SIZE = 50
 # The InstanceIds filter accepts up to 100 values; 50 keeps each chunk to a single page.
 SSM_ID_CHUNK = SSM_PAGE_SIZE
@@ -35,14 +37,19 @@ def chunks(items, size):
         yield items[start:start + size]
 
 
-def describe_tagged_instances(ec2, tag_filters, instance_states):
-    """Raw EC2 instances that carry every tag filter (any of its values) and are in one of the states."""
+def describe_tagged_instances(ec2, tag_filters, instance_states, instance_ids=None):
+    """Raw EC2 instances that carry every tag filter (any of its values) and are in one of the states; only those
+    of ``instance_ids`` when given (an instance-id filter, which unlike InstanceIds does not fail on an id of
+    another account or region)."""
     filters = [{"Name": f"tag:{key}", "Values": values} for key, values in tag_filters.items()]
     filters.append({"Name": "instance-state-name", "Values": list(instance_states)})
+    id_chunks = [None] if instance_ids is None else list(chunks(sorted(instance_ids), EC2_ID_CHUNK))
     found = []
-    for page in pages(ec2.describe_instances, Filters=filters, MaxResults=EC2_PAGE_SIZE):
-        for reservation in page["Reservations"]:
-            found.extend(reservation["Instances"])
+    for chunk in id_chunks:
+        chunk_filters = filters if chunk is None else filters + [{"Name": "instance-id", "Values": chunk}]
+        for page in pages(ec2.describe_instances, Filters=chunk_filters, MaxResults=EC2_PAGE_SIZE):
+            for reservation in page["Reservations"]:
+                found.extend(reservation["Instances"])
     return found
 
 
@@ -143,9 +150,10 @@ def discover(ec2, ssm, account_id, region, options):
     ``options`` holds checked input: ``tag_filters`` ({key: [values]}), ``wave_tag_key``,
     ``priority_tag_key``, ``waves`` (list of ints or None), ``instance_states``, ``include_ssm_status``, and
     optionally ``ssm_scope``: a test of a found instance, whether its SSM view is wanted (a run limited to
-    some instances or waves reads SSM for those only; the others get no ``ssm``).
+    some instances or waves reads SSM for those only; the others get no ``ssm``), and ``instance_ids``: only
+    these instances are looked for (a run whose hosts say where each instance is).
     """
-    raw = describe_tagged_instances(ec2, options["tag_filters"], options["instance_states"])
+    raw = describe_tagged_instances(ec2, options["tag_filters"], options["instance_states"], options.get("instance_ids"))
     described = [
         describe_instance(i, account_id, region, options["wave_tag_key"], options["priority_tag_key"]) for i in raw
     ]

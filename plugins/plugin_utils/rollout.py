@@ -231,12 +231,20 @@ class Rollout:
                    "ssm_scope": in_scope(self.settings)}
         places = [(account["account_id"], region) for account in self.accounts
                   if account["account_id"] not in left_out for region in account["regions"]]
+        # hosts that say where they are (a slice of an AWX job on the drs_fleet inventory): only their instances,
+        # in only their account-regions, are looked for
+        wanted = {}
+        for instance_id, place in (self.settings.get("instance_places") or {}).items():
+            wanted.setdefault(place, []).append(instance_id)
+        if wanted:
+            places = [place for place in places if place in wanted]
 
         def look(place):
             account_id, region = place
+            scoped = dict(options, instance_ids=wanted[place]) if wanted else options
             # EC2 is read once per account-region: its client is not kept
             return kept_of(discover(self.sessions.client(account_id, "ec2", region, keep=False),
-                                    self.sessions.client(account_id, "ssm", region), account_id, region, options))
+                                    self.sessions.client(account_id, "ssm", region), account_id, region, scoped))
 
         found = {}
         for place, future in [(place, self.pool.submit(look, place)) for place in places]:

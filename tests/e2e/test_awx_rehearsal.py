@@ -86,6 +86,8 @@ def test_a_sliced_rollout_installs_each_instance_once_and_records_one_deployment
             summary = job["rollout"]["summary"]
             assert summary["planned_waves"] in ([wave], [])
             assert summary["planned_instances"] == len(job["limited_hosts"])
+            # the slice's hosts say where they are (drs_fleet): only they were looked for, nothing else was found
+            assert summary["excluded"] == 0
         assert set().union(*(job["limited_hosts"] for job in node["jobs"])) == set(lab_wave_hosts(result, wave))
         assert node["duplicate_installs"] == 0
 

@@ -148,6 +148,23 @@ def in_scope(settings):
     return wanted
 
 
+# The host variables an inventory of this collection's drs_fleet plugin sets: where each instance is.
+HOST_PLACE_VARIABLES = ("instance_id", "drs_account_id", "drs_region")
+
+
+def host_places(hostvars, hosts):
+    """{instance id: (account id, region)} of the play's hosts, when every one of them says where it is
+    (drs_fleet's host variables); else {} (then every configured account-region is discovered)."""
+    places = {}
+    for host in hosts:
+        variables = hostvars[host]
+        values = [variables.get(name) for name in HOST_PLACE_VARIABLES]
+        if not all(isinstance(value, str) and value for value in values):
+            return {}
+        places[values[0]] = (values[1], values[2])
+    return places
+
+
 def build_plan(accounts, discoveries, unreachable, settings):
     """The plan from the discoveries ({(account id, region): drs_discover's answer}) of the reachable
     account-regions; ``unreachable`` lists the others with their reason."""

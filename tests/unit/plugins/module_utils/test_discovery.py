@@ -110,3 +110,32 @@ def test_ssm_is_read_only_for_the_instances_in_scope_and_the_others_carry_no_ssm
     assert sorted(sum(ssm.requests, [])) == sorted(in_wave_2)
     assert {i["instance_id"] for i in result["instances"] if "ssm" in i} == in_wave_2
     assert result["counts"]["instances"] == 90 and result["counts"]["ssm_online"] == 30
+
+
+class FilteringEc2:
+    """DescribeInstances over a fixed fleet, applying the instance-id filter as EC2 does (unknown ids match nothing)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.requests = []
+
+    def describe_instances(self, aws_retry, Filters, MaxResults, NextToken=None):
+        wanted = next((entry["Values"] for entry in Filters if entry["Name"] == "instance-id"), None)
+        self.requests.append(wanted)
+        assert wanted is None or len(wanted) <= 200
+        return {"Reservations": [{"Instances": [entry for entry in self.raw
+                                                if wanted is None or entry["InstanceId"] in wanted]}]}
+
+
+def test_given_instance_ids_are_looked_for_200_a_call_and_ids_of_elsewhere_match_nothing():
+    raw = [{"InstanceId": f"i-{n:017x}", "State": {"Name": "running"}, "Tags": [{"Key": "dr:wave", "Value": "1"}]}
+           for n in range(500)]
+    ec2 = FilteringEc2(raw)
+    asked = [entry["InstanceId"] for entry in raw[:450]] + ["i-0000000000000ffff"]
+    options = {"tag_filters": {"dr:enabled": ["true"]}, "wave_tag_key": "dr:wave", "priority_tag_key": "dr:priority",
+               "waves": None, "instance_states": ["running"], "include_ssm_status": False, "instance_ids": asked}
+
+    result = discover(ec2, None, "222222222222", "us-east-1", options)
+
+    assert [len(values) for values in ec2.requests] == [200, 200, 51]
+    assert {i["instance_id"] for i in result["instances"]} == set(asked[:450])

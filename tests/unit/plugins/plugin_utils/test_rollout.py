@@ -183,3 +183,14 @@ def test_a_write_waiting_behind_a_slow_one_is_replaced_by_the_newer_record():
     built.planned[0].settle(outcomes.INSTALLED)
     run.write(3.0, final=True)  # returns once the run's end is written
     assert store.revisions == [(1, "in_progress"), (3, "in_progress"), (4, "success")]
+
+
+def test_hosts_that_say_where_they_are_scope_discovery_and_one_that_does_not_turns_it_off():
+    hostvars = {
+        "web-1": {"instance_id": "i-0123456789abcdef0", "drs_account_id": "222222222222", "drs_region": "us-east-1"},
+        "web-2": {"instance_id": "i-0123456789abcdef1", "drs_account_id": "222222222222", "drs_region": "us-west-2"},
+        "legacy": {"instance_id": "i-0123456789abcdef2"},
+    }
+    assert planning.host_places(hostvars, ["web-1", "web-2"]) == {
+        "i-0123456789abcdef0": ("222222222222", "us-east-1"), "i-0123456789abcdef1": ("222222222222", "us-west-2")}
+    assert planning.host_places(hostvars, ["web-1", "legacy"]) == {}
