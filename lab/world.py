@@ -188,7 +188,9 @@ def _launch_group(world, group):
         tags={"instance": dict(group["tags"])},
     )
     ssm_states = _shuffled(world, spread(group["ssm"], group["count"]))
-    replications = _shuffled(world, spread(group["replication"], group["count"]))
+    # a single value draws nothing, so that scenarios written before replication mixes keep their random draws
+    replications = (spread(group["replication"], group["count"]) if isinstance(group["replication"], str)
+                    else _shuffled(world, spread(group["replication"], group["count"])))
     outcomes = _shuffled(world, spread(group["install"]["outcome"], group["count"]))
     low, high = _range(group["install"]["duration_seconds"])
     fleet = []
