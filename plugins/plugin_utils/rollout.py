@@ -371,13 +371,15 @@ class Rollout:
         installs = {place: self._install(place) for place in wave.places}
         runner = install.Installs(list(installs.values()), self.clock, self.pool)
         places = [(place.account_id, place.region) for place in wave.places]
-        held = self._lock(places)
+        # held until SSM lists every command sent under it: a run that takes it next reads the installs in
+        # flight from those listings
+        locked = places if self._lock(places) else []
         try:
             runner.each(lambda target: target.prepare(self.clock.now()))
             runner.each(lambda target: target.send(self.clock.now()))
-        finally:
-            if held:
-                self._unlock(places)
+        except BaseException:
+            self._unlock(locked)
+            raise
         sent = sum(len(command["instance_ids"]) for target in installs.values() for command in target.commands)
         adopted = sum(len(target.adopted_from) for target in installs.values())
         self.sent += sent
@@ -395,8 +397,14 @@ class Rollout:
         def tick(now):
             self.running = {place.name: [iid for iid, _command in target.running()]
                             for place, target in installs.items()}
+            if locked and not any(target.sent_unlisted for target in installs.values()):
+                self._unlock(locked)
+                locked.clear()
 
-        completed = runner.follow(self.stop, progress, self.settings["progress_interval"], tick)
+        try:
+            completed = runner.follow(self.stop, progress, self.settings["progress_interval"], tick)
+        finally:
+            self._unlock(locked)
         if not completed:
             for target in installs.values():
                 if not target.done:
@@ -456,6 +464,8 @@ class Rollout:
         return False
 
     def _unlock(self, places):
+        if not places:
+            return
         try:
             self.record.store.release(places, self.run_id)
         except (BotoCoreError, ClientError) as error:

@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 
 import pytest
+import yaml
 from boto3.dynamodb.types import TypeDeserializer
 
 from tests.e2e.conftest import ANSIBLE_BIN, collection_environment, run_playbook
@@ -194,7 +195,22 @@ def test_an_interrupted_run_leaves_nothing_running_and_the_next_run_adopts_its_i
     assert first_item["installed"] + second_item["installed"] == len(registered(lab) - before)
 
 
-def test_runs_started_together_on_overlapping_accounts_never_install_twice(lab, tmp_path):
+@pytest.fixture
+def slow_listing_lab(lab_factory, tmp_path_factory):
+    """The rollout scenario where SSM lists a new command only a simulated minute after SendCommand."""
+    scenario = yaml.safe_load(SCENARIO.read_text())
+    scenario["ssm"] = dict(scenario.get("ssm") or {}, visibility_delay_seconds=60)
+    path = tmp_path_factory.mktemp("slow-listing") / "rollout-slow-listing.yml"
+    path.write_text(yaml.safe_dump(scenario))
+    lab = lab_factory(path)
+    assert run_playbook(lab, "playbooks/setup_history.yml").returncode == 0
+    return lab
+
+
+@pytest.mark.parametrize("listing", ["prompt", "slow"])
+def test_runs_started_together_on_overlapping_accounts_never_install_twice(listing, request, tmp_path):
+    """Also when SSM lists a new command late: the send lock is held until it does."""
+    lab = request.getfixturevalue("lab" if listing == "prompt" else "slow_listing_lab")
     before = registered(lab)
     both = [{"account_id": WORKLOADS, "regions": ["us-east-1"]},
             {"account_id": APPS, "regions": ["us-east-1"], "role_arn": APPS_ROLE}]

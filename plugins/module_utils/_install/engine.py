@@ -141,6 +141,7 @@ class OpenCommand:
         self.sender = sender  # the run that sent an adopted command, when its comment names one
         self.progress = None  # command_progress() when its counts were last read (None: not read yet)
         self.ending = False  # the last look found invocations of it ending
+        self.listed = adopted  # SSM's listings show it (an adopted command was found in them)
 
 
 class AccountRegionInstall:
@@ -186,6 +187,12 @@ class AccountRegionInstall:
     @property
     def done(self):
         return not (self.waiting_for_ssm or self.open_commands or self.awaiting_registration)
+
+    @property
+    def sent_unlisted(self):
+        """Whether a command this install sent is not in SSM's listings yet: until it is, another run reading
+        the installs in flight would not see it."""
+        return any(not command.listed for command in self.open_commands.values())
 
     def prepare(self, now, check_mode=False):
         """Read the account-region once: installs in flight, registered servers, SSM readiness; decide each
@@ -456,6 +463,7 @@ class AccountRegionInstall:
                 entry = listed.get(command.command_id)
                 if entry is None:
                     continue  # not shown yet: SSM lists a new command after a moment
+                command.listed = True
                 progress = run_command.command_progress(entry)
                 if progress == command.progress:
                     continue

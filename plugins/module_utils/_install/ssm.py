@@ -57,7 +57,8 @@ def installs_in_flight(ssm, document_names, instance_ids):
     """{instance id: (command id, the command)} of the commands of ``document_names`` still running on any of
     ``instance_ids``, whoever sent them: one paged listing of the commands executing in the account-region
     (ListCommands takes one document a filter, and a region runs few commands at once), and the invocations of
-    only the install commands that touch these instances."""
+    only the install commands that touch these instances. An instance a command names that shows no invocation
+    yet is in flight too: SSM may list a new command before its invocations."""
     wanted = set(instance_ids)
     documents = set(document_names)
     found = {}
@@ -67,10 +68,14 @@ def installs_in_flight(ssm, document_names, instance_ids):
         targets = set(command.get("InstanceIds") or [])
         if targets and not targets & wanted:
             continue
+        shown = set()
         for invocation in invocations(ssm, command["CommandId"]):
             instance_id = invocation["InstanceId"]
+            shown.add(instance_id)
             if instance_id in wanted and invocation["Status"] in IN_FLIGHT_STATUSES:
                 found.setdefault(instance_id, (command["CommandId"], command))
+        for instance_id in sorted(targets & wanted - shown):
+            found.setdefault(instance_id, (command["CommandId"], command))
     return found
 
 

@@ -181,6 +181,8 @@ class FakeSsm:
         self.durations = durations or {}
         self.calls, self.sent, self.cancelled = {}, [], []
         self.commands = []
+        # seconds after SendCommand before ListCommands, and ListCommandInvocations, show a command
+        self.listed_after, self.invocations_after = 0, 0
 
     def _count(self, name):
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -239,7 +241,8 @@ class FakeSsm:
         self._count("ListCommands")
         filters = {entry["key"]: entry["value"] for entry in Filters}
         shaped = [self._shape(command) for command in reversed(self.commands)
-                  if command["DocumentName"] == filters.get("DocumentName", command["DocumentName"])]
+                  if command["DocumentName"] == filters.get("DocumentName", command["DocumentName"])
+                  and self.clock.now() >= command["at"] + self.listed_after]
         if filters.get("ExecutionStage") == "Executing":
             shaped = [command for command in shaped if command["Status"] == "InProgress"]
         return {"Commands": shaped[:MaxResults]}
@@ -249,6 +252,8 @@ class FakeSsm:
         command = next(c for c in self.commands if c["CommandId"] == CommandId)
         start = int(NextToken or 0)
         page = []
+        if self.clock.now() < command["at"] + self.invocations_after:
+            return {"CommandInvocations": []}
         for instance_id in command["InstanceIds"][start:start + MaxResults]:
             status, details = self._state(command, instance_id)
             invocation = {"InstanceId": instance_id, "Status": status, "StatusDetails": details, "CommandPlugins": []}
@@ -483,6 +488,37 @@ def test_installs_already_running_are_adopted_not_sent_again():
         (ids[0], earlier, "earlier-run", "installed"), (ids[1], earlier, "earlier-run", "installed")]
     assert target.plan["would_adopt"] == [{"instance_id": ids[0], "command_id": earlier},
                                           {"instance_id": ids[1], "command_id": earlier}]
+
+
+def test_a_command_listed_before_its_invocations_is_adopted_for_the_instances_it_names():
+    clock = Clock()
+    ids = [instance(n) for n in range(3)]
+    ssm = FakeSsm(clock, dict.fromkeys(ids, "Online"), dict.fromkeys(ids, "success"), duration=30)
+    ssm.invocations_after = 20
+    earlier = ssm.run_elsewhere(ids[:2], install.comment("earlier-run", 1))
+    clock.sleep(5)
+    target, _runner, ssm, _drs = run_engine(count=3, ssm=ssm)
+    assert [c["InstanceIds"] for c in ssm.sent] == [ids[2:]]
+    assert target.plan["would_adopt"] == [{"instance_id": ids[0], "command_id": earlier},
+                                          {"instance_id": ids[1], "command_id": earlier}]
+
+
+def test_an_install_says_whether_ssm_lists_the_commands_it_sent():
+    clock = Clock()
+    ids = [instance(n) for n in range(2)]
+    ssm = FakeSsm(clock, dict.fromkeys(ids, "Online"), dict.fromkeys(ids, "success"), duration=100)
+    ssm.listed_after = 20
+    target = install.AccountRegionInstall(ssm, FakeDrs(ssm), settings(instance_ids=ids, poll_interval=15), clock.now())
+    target.prepare(clock.now())
+    assert not target.sent_unlisted
+    target.send(clock.now())
+    assert target.sent_unlisted
+    clock.sleep(15)
+    target.look(clock.now())
+    assert target.sent_unlisted
+    clock.sleep(15)
+    target.look(clock.now())
+    assert not target.sent_unlisted and not target.done
 
 
 def test_check_mode_sends_nothing_and_returns_the_plan():
