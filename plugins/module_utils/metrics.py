@@ -59,6 +59,20 @@ def extension_metrics(result, staging_account_id):
     return data
 
 
+def drill_metrics(waves, when):
+    """A drill's figures per wave (dimension Wave), which the drill alarm watches: recovery seconds and launch
+    failures."""
+    data = []
+    for wave in waves:
+        dimensions = [{"Name": "Wave", "Value": str(wave["wave"])}]
+        if wave["recovery_seconds"] is not None:
+            data.append({"MetricName": "DrillRecoverySeconds", "Dimensions": dimensions, "Timestamp": when,
+                         "Value": float(wave["recovery_seconds"]), "Unit": "Seconds"})
+        data.append({"MetricName": "DrillLaunchFailures", "Dimensions": dimensions, "Timestamp": when,
+                     "Value": float(wave["failed"] + wave["timed_out"]), "Unit": "Count"})
+    return data
+
+
 def put(cloudwatch, namespace, data):
     """Send ``data`` in batches; returns how many metrics were sent."""
     for start in range(0, len(data), BATCH_SIZE):

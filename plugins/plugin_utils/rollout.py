@@ -89,12 +89,8 @@ class Rollout:
     def run(self):
         """The action's answer: the summary (or, in check mode, the plan), changed, and failed with msg when the
         run stopped, left accounts out, or had nothing to deploy."""
-        self.sessions = Sessions(self.settings["profile"], self.settings["history_region"])
-        unreachable = self._open_sessions()
         with concurrent.futures.ThreadPoolExecutor(max_workers=install.MAX_THREADS, thread_name_prefix="drs") as pool:
-            self.pool = pool
-            discoveries = self._discover(unreachable)
-            self.plan = build_plan(self.accounts, discoveries, unreachable, self.settings)
+            self.survey(pool)
             self._show(console.plan_lines(self.plan) if not self.check_mode else [])
             self.empty_reason = empty_reason(self.plan, self.settings, self.accounts, self.name)
             if self.check_mode:
@@ -192,6 +188,16 @@ class Rollout:
         return result
 
     # --- sessions, discovery, plan ---
+
+    def survey(self, pool):
+        """Assume the roles and discover every account-region with ``pool``: the plan of the waves (also what a
+        drill recovers)."""
+        self.pool = pool
+        self.sessions = Sessions(self.settings["profile"], self.settings["history_region"])
+        unreachable = self._open_sessions()
+        discoveries = self._discover(unreachable)
+        self.plan = build_plan(self.accounts, discoveries, unreachable, self.settings)
+        return self.plan
 
     def _open_sessions(self):
         """Assume every role at once; the account-regions left out, with the reason (an unreachable staging

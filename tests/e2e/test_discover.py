@@ -208,6 +208,8 @@ def test_discovery_is_complete_under_throttling(demo):
     ("drs_ssm_install", ("instance_ids", "install_timeout", "would_adopt", "figures", "failure_rate")),
     ("drs_rollout", ("accounts", "install_timeout", "variable_prefix", "in_flight", "interrupted", "success rate",
                      "DRS_AGENT_DEPLOYER_CLOCK")),
+    ("drs_drill", ("rto_seconds", "launch_timeout", "keep_recovery_instances", "StartRecovery", "recovery_seconds",
+                   "no_point_in_time")),
 ])
 def test_the_module_documentation_renders(collection_env, module, expected):
     env = dict(os.environ, **collection_env)

@@ -87,11 +87,11 @@ class Names:
         return f"{self.prefix}{option}"
 
 
-def unknown_variables(prefix, variables):
-    """Messages for the variables that start with the role's prefix but are none of its settings: a misspelled
-    name is otherwise silently ignored and its default used."""
-    known = {f"{prefix}{option}" for option in ARGUMENT_SPEC if option not in NOT_ROLE_VARIABLES}
-    known.update(f"{prefix}{output}" for output in ROLE_OUTPUTS)
+def unknown_variables(prefix, variables, spec=None, outputs=ROLE_OUTPUTS):
+    """Messages for the variables that start with the role's prefix but are none of its settings (``spec``, the
+    rollout's by default): a misspelled name is otherwise silently ignored and its default used."""
+    known = {f"{prefix}{option}" for option in spec or ARGUMENT_SPEC if option not in NOT_ROLE_VARIABLES}
+    known.update(f"{prefix}{output}" for output in outputs)
     messages = []
     for variable in sorted(variables):
         if variable.startswith(prefix) and variable not in known:
