@@ -33,6 +33,12 @@ def deployment_metrics(items):
         when = {"duration_seconds": max(item["duration_seconds"] for item in items),
                 "finished_at": max(item["finished_at"] for item in items)}
         data.extend(_deployment_values(totals, when, []))
+        verified = [item["replication"] for item in items if item.get("replication")]
+        if verified:
+            unhealthy = sum(count for counts in verified for verdict, count in counts.items() if verdict != "healthy")
+            data.append({"MetricName": "UnhealthyServers", "Dimensions": [],
+                         "Timestamp": parse_time("finished_at", when["finished_at"]), "Value": float(unhealthy),
+                         "Unit": "Count"})
     return data
 
 
@@ -63,6 +69,11 @@ def drill_metrics(waves, when):
     """A drill's figures per wave (dimension Wave), which the drill alarm watches: recovery seconds and launch
     failures."""
     data = []
+    timed = [wave["recovery_seconds"] for wave in waves if wave["recovery_seconds"] is not None]
+    if timed:
+        # without dimensions too: the drill alarm watches the slowest wave
+        data.append({"MetricName": "DrillRecoverySeconds", "Dimensions": [], "Timestamp": when,
+                     "Value": float(max(timed)), "Unit": "Seconds"})
     for wave in waves:
         dimensions = [{"Name": "Wave", "Value": str(wave["wave"])}]
         if wave["recovery_seconds"] is not None:

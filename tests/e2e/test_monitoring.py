@@ -12,6 +12,7 @@ SETTINGS = {
     "drs_monitoring_metrics_namespace": "Lab/AgentDeployment",
     "drs_monitoring_failure_rate_threshold": 0.2,
     "drs_monitoring_duration_threshold_seconds": 1800,
+    "drs_monitoring_drill_recovery_threshold_seconds": 900,
     "drs_monitoring_dashboard_name": "lab-deployments",
 }
 
@@ -52,6 +53,10 @@ def test_the_alarms_watch_the_failure_rate_and_the_duration(lab, runs):
     duration = alarms["lab-deployments-duration"]
     assert (duration["Namespace"], duration["MetricName"], duration["Threshold"]) == ("Lab/AgentDeployment", "DurationSeconds", 1800)
     assert duration["AlarmActions"] == []
+    stalled = alarms["lab-deployments-stalled-servers"]
+    assert (stalled["Namespace"], stalled["MetricName"], stalled["Threshold"]) == ("Lab/AgentDeployment", "UnhealthyServers", 0)
+    drill = alarms["lab-deployments-drill-recovery-time"]
+    assert (drill["Namespace"], drill["MetricName"], drill["Threshold"]) == ("Lab/AgentDeployment", "DrillRecoverySeconds", 900)
 
 
 def test_the_dashboard_charts_the_namespace_and_shows_the_alarms(lab, runs):

@@ -7,6 +7,7 @@ import threading
 
 from botocore.exceptions import ClientError
 
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import metrics
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import recovery
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils import drill
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import plan as planning
@@ -205,3 +206,13 @@ def test_kept_recovery_instances_are_not_terminated():
     drs = FakeDrs(clock, servers)
     result, _shown = run_drill(plan, drs, clock, keep_recovery_instances=True)
     assert drs.terminated == [] and result["drill"]["termination"] == "kept"
+
+
+def test_the_drill_metrics_give_each_wave_and_the_slowest_without_dimensions():
+    waves = [{"wave": 1, "recovery_seconds": 600.0, "failed": 1, "timed_out": 0},
+             {"wave": 2, "recovery_seconds": 900.0, "failed": 0, "timed_out": 2}]
+    data = metrics.drill_metrics(waves, EPOCH)
+    by_key = {(entry["MetricName"], tuple(d["Value"] for d in entry["Dimensions"])): entry["Value"] for entry in data}
+    assert by_key == {("DrillRecoverySeconds", ()): 900.0, ("DrillRecoverySeconds", ("1",)): 600.0,
+                      ("DrillRecoverySeconds", ("2",)): 900.0, ("DrillLaunchFailures", ("1",)): 1.0,
+                      ("DrillLaunchFailures", ("2",)): 2.0}
