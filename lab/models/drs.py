@@ -19,7 +19,7 @@ from moto.ec2.models import ec2_backends
 from moto.ec2.models.instance_types import INSTANCE_TYPES
 from moto.iam.models import iam_backends
 
-from lab.errors import AwsError
+from lab.errors import AwsError, drs_quota_exceeded
 from lab.models.sts import trust_policy
 from lab.protocol import service_model
 from lab.scenario import ScenarioError
@@ -298,11 +298,10 @@ class DrsService:
         if staging_arn in target.extended_from:
             raise self._already_extended_error(staging_arn, account_id, target.extended_from[staging_arn])
         if len(target.servers) >= self._quota:
-            raise AwsError(
-                "ServiceQuotaExceededException",
+            raise drs_quota_exceeded(
                 f"Cannot create an extended source server: account {account_id} already has {len(target.servers)} "
                 f"source servers in {region}, the limit is {self._quota}",
-                402, resourceType="SourceServer", serviceCode="drs",
+                "SourceServer",
             )
         server = self._new_server(account_id, region, staging_server.host, tags or {}, self.world.elapsed())
         server.staging_account_id = staging_account_id
