@@ -1,5 +1,5 @@
 """The control API under /_lab/: statistics, the lab's service time per call, faults, the clock, reset, the
-scenario summary, and the Run Command timeline."""
+scenario summary, the Run Command timeline, and how replication and recovery launches go per instance."""
 
 import json
 
@@ -40,15 +40,33 @@ def _set_replication(server, body):
     if unknown or not isinstance(instance_ids, list) or "replication" not in body:
         raise ValueError("send instance_ids (a list) and replication (healthy, stalled:<error>, lagging:<seconds> or "
                          "initiation_failed:<step>)")
-    missing = sorted(set(instance_ids) - set(server.world.instances))
-    if missing:
-        raise ValueError(f"no such instance in the scenario: {', '.join(missing)}")
+    _check_known(server, instance_ids)
     with server.world.lock:
         try:
             server.world.drs.set_replication(instance_ids, body["replication"])
         except ScenarioError as error:
             raise ValueError(str(error)) from None
     return {"instance_ids": instance_ids, "replication": body["replication"]}
+
+
+def _set_recovery(server, body):
+    unknown = set(body) - {"instance_ids", "launch", "launch_seconds"}
+    instance_ids = body.get("instance_ids")
+    if unknown or not isinstance(instance_ids, list) or not {"launch", "launch_seconds"} & set(body):
+        raise ValueError("send instance_ids (a list) and launch (ok or fails:<reason>) and/or launch_seconds")
+    _check_known(server, instance_ids)
+    with server.world.lock:
+        try:
+            server.world.drs.recovery.set_launch(instance_ids, body.get("launch"), body.get("launch_seconds"))
+        except ScenarioError as error:
+            raise ValueError(str(error)) from None
+    return body
+
+
+def _check_known(server, instance_ids):
+    missing = sorted(set(instance_ids) - set(server.world.instances))
+    if missing:
+        raise ValueError(f"no such instance in the scenario: {', '.join(missing)}")
 
 
 def _get_faults(server, _body):
@@ -106,6 +124,7 @@ _ROUTES = {
     ("GET", "/_lab/stats"): _stats,
     ("GET", "/_lab/service-times"): _service_times,
     ("POST", "/_lab/replication"): _set_replication,
+    ("POST", "/_lab/recovery"): _set_recovery,
     ("GET", "/_lab/faults"): _get_faults,
     ("POST", "/_lab/faults"): _set_faults,
     ("GET", "/_lab/clock"): _get_clock,

@@ -23,6 +23,11 @@ THROTTLING_ERRORS = {
 DEFAULT_THROTTLING_ERROR = ("Throttling", "Rate exceeded", 400)
 
 
+def drs_quota_exceeded(message, resource_type):
+    """DRS refusing what would exceed one of its service quotas (source servers, jobs)."""
+    return AwsError("ServiceQuotaExceededException", message, 402, resourceType=resource_type, serviceCode="drs")
+
+
 def throttling_error(service):
     code, message, status = THROTTLING_ERRORS.get(service, DEFAULT_THROTTLING_ERROR)
     return AwsError(code, message, status)

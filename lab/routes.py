@@ -28,4 +28,10 @@ ROUTES = {
     ("drs", "TagResource"): drs.tag_resource,
     ("drs", "UntagResource"): drs.untag_resource,
     ("drs", "ListTagsForResource"): drs.list_tags_for_resource,
+    ("drs", "StartRecovery"): drs.start_recovery,
+    ("drs", "TerminateRecoveryInstances"): drs.terminate_recovery_instances,
+    ("drs", "DescribeJobs"): drs.describe_jobs,
+    ("drs", "DescribeJobLogItems"): drs.describe_job_log_items,
+    ("drs", "DescribeRecoveryInstances"): drs.describe_recovery_instances,
+    ("drs", "DescribeRecoverySnapshots"): drs.describe_recovery_snapshots,
 }

@@ -25,6 +25,7 @@ GROUP_DEFAULTS = {
     "replication": "healthy",
 }
 INSTALL_DEFAULTS = {"outcome": "success", "duration_seconds": [120, 300]}
+RECOVERY_DEFAULTS = {"launch": "ok"}
 
 
 class ScenarioError(ValueError):
@@ -90,11 +91,13 @@ def expand(document, origin="scenario"):
         for key, value in GROUP_DEFAULTS.items():
             group.setdefault(key, value)
         group["install"] = {**INSTALL_DEFAULTS, **group.get("install", {})}
+        group["recovery"] = {**RECOVERY_DEFAULTS, **group.get("recovery", {})}
         group["account"] = account_id(group["account"], where + ".account")
         region(group["region"], where + ".region")
         for field in ("ssm", "replication"):
             _check_mix(group[field], group["count"], f"{origin}: {where}.{field}")
         _check_mix(group["install"]["outcome"], group["count"], f"{origin}: {where}.install.outcome")
+        _check_mix(group["recovery"]["launch"], group["count"], f"{origin}: {where}.recovery.launch")
         _check_outcomes(group, f"{origin}: {where}.install.outcome")
         registered = group.get("already_registered")
         if registered:

@@ -75,6 +75,8 @@ class FleetInstance:
     install_outcome: str
     install_duration_seconds: float
     replication: str = "healthy"  # how its replication goes once it registers (see lab.models.drs)
+    launch: str = "ok"  # how its recovery launches go (see lab.models.drs_recovery)
+    launch_seconds: float = None  # how long one takes, when not the scenario's default
 
 
 class World:
@@ -168,6 +170,7 @@ def _seed(world):
             world.instances[instance.instance_id] = instance
             world.ssm.add_instance(instance)
             world.drs.set_replication([instance.instance_id], instance.replication)
+            world.drs.recovery.set_launch([instance.instance_id], instance.launch, instance.launch_seconds)
         registered = group.get("already_registered")
         if registered:
             members = [i for i in world.instances.values() if i.group == group["name"]][: registered["count"]]
@@ -188,10 +191,9 @@ def _launch_group(world, group):
         tags={"instance": dict(group["tags"])},
     )
     ssm_states = _shuffled(world, spread(group["ssm"], group["count"]))
-    # a single value draws nothing, so that scenarios written before replication mixes keep their random draws
-    replications = (spread(group["replication"], group["count"]) if isinstance(group["replication"], str)
-                    else _shuffled(world, spread(group["replication"], group["count"])))
+    replications = _dealt(world, group["replication"], group["count"])
     outcomes = _shuffled(world, spread(group["install"]["outcome"], group["count"]))
+    launches = _dealt(world, group["recovery"]["launch"], group["count"])
     low, high = _range(group["install"]["duration_seconds"])
     fleet = []
     for index, instance in enumerate(reservation.instances):
@@ -211,10 +213,25 @@ def _launch_group(world, group):
             install_outcome=outcomes[index],
             install_duration_seconds=round(world.random.uniform(low, high), 1),
             replication=replications[index],
+            launch=launches[index],
+            launch_seconds=_drawn_seconds(world, group["recovery"].get("launch_seconds")),
         ))
     if group["state"] == "stopped":
         backend.stop_instances([instance.id for instance in reservation.instances])
     return fleet
+
+
+def _dealt(world, mix, count):
+    """The per-instance values of a count mix in a seeded order. A single value draws nothing, so that scenarios
+    written before a setting took mixes keep their random draws."""
+    return spread(mix, count) if isinstance(mix, str) else _shuffled(world, spread(mix, count))
+
+
+def _drawn_seconds(world, seconds):
+    """A duration set as a number, or drawn from [min, max]; None when not set (drawing nothing then, too)."""
+    if seconds is None or isinstance(seconds, (int, float)):
+        return seconds
+    return round(world.random.uniform(*seconds), 1)
 
 
 def _shuffled(world, values):

@@ -19,7 +19,7 @@ from moto.ec2.models import ec2_backends
 from moto.ec2.models.instance_types import INSTANCE_TYPES
 from moto.iam.models import iam_backends
 
-from lab.errors import AwsError
+from lab.errors import AwsError, drs_quota_exceeded
 from lab.models.sts import trust_policy
 from lab.protocol import service_model
 from lab.scenario import ScenarioError
@@ -198,6 +198,10 @@ class DrsService:
         self._quota = settings.get("extended_server_quota", EXTENDED_SERVER_QUOTA)
         self._already_extended = settings.get("already_extended_error", {})
         self._replication = {}  # instance id -> (mode, detail) when not healthy
+        self._replication_changed_at = {}  # instance id -> when its replication behaviour last changed
+        # imported here: the recovery model builds on this module's paging and errors
+        from lab.models.drs_recovery import DrsRecovery  # pylint: disable=import-outside-toplevel
+        self.recovery = DrsRecovery(world, self, settings)
 
     # --- seeding and the agent (called by the world and the SSM model) ---
 
@@ -206,6 +210,8 @@ class DrsService:
         what is wrong with ``text``."""
         behaviour = parse_replication(text)
         for instance_id in instance_ids:
+            if self._replication.get(instance_id, HEALTHY_REPLICATION) != behaviour:
+                self._replication_changed_at[instance_id] = self.world.elapsed()
             if behaviour == HEALTHY_REPLICATION:
                 self._replication.pop(instance_id, None)
             else:
@@ -298,11 +304,10 @@ class DrsService:
         if staging_arn in target.extended_from:
             raise self._already_extended_error(staging_arn, account_id, target.extended_from[staging_arn])
         if len(target.servers) >= self._quota:
-            raise AwsError(
-                "ServiceQuotaExceededException",
+            raise drs_quota_exceeded(
                 f"Cannot create an extended source server: account {account_id} already has {len(target.servers)} "
                 f"source servers in {region}, the limit is {self._quota}",
-                402, resourceType="SourceServer", serviceCode="drs",
+                "SourceServer",
             )
         server = self._new_server(account_id, region, staging_server.host, tags or {}, self.world.elapsed())
         server.staging_account_id = staging_account_id
@@ -374,6 +379,10 @@ class DrsService:
         self._initialized(account_id, region)
         return dict(self._taggable(account_id, region, arn).tags)
 
+    def source_servers(self, account_id, region):
+        """The source servers of an account and region where DRS is initialized, by id."""
+        return self._initialized(account_id, region).servers
+
     # --- how a source server reads ---
 
     def replication_state(self, server):
@@ -393,6 +402,23 @@ class DrsService:
             return INITIAL_SYNC
         return CONTINUOUS
 
+    def continuous_window(self, server):
+        """The simulated span (start, end) over which ``server`` replicated continuously, or None if it never
+        has: its points in time are taken in it."""
+        replicating = self._replicating_server(server)
+        if replicating is None:
+            return None
+        start = replicating.replication_started_at + self._phase_seconds["initiating"] + self._phase_seconds["initial_sync"]
+        ends = [self.world.elapsed()]
+        ends += [moment for moment in (server.disconnected_at, replicating.disconnected_at) if moment is not None]
+        if replicating.pinned_state:
+            ends.append(0.0)  # the scenario pins a state the server reached before the lab started
+        instance_id = replicating.host.instance_id
+        if self._replication.get(instance_id, HEALTHY_REPLICATION)[0] in ("stalled", "initiation_failed"):
+            ends.append(self._replication_changed_at[instance_id])
+        end = min(ends)
+        return (start, end) if start <= end else None
+
     def describe(self, server):
         """The server as DescribeSourceServers shows it, at the current simulated time."""
         replicating = self._replicating_server(server)
@@ -401,7 +427,7 @@ class DrsService:
             "sourceServerID": server.server_id,
             "arn": server.arn,
             "tags": dict(server.tags),
-            "lastLaunchResult": "NOT_STARTED",
+            "lastLaunchResult": self.recovery.last_launch_result(server),
             "dataReplicationInfo": self._replication_info(server, replicating),
             "lifeCycle": self._life_cycle(server, replicating),
             "sourceProperties": self._source_properties(replicating or server),
@@ -409,6 +435,9 @@ class DrsService:
             "replicationDirection": "FAILOVER",
             "agentVersion": AGENT_VERSION,
         }
+        recovery_instance_id = self.recovery.recovery_instance_id(server)
+        if recovery_instance_id:
+            described["recoveryInstanceId"] = recovery_instance_id
         if host.origin:
             origin_account, origin_region, origin_zone = host.origin
             described["sourceCloudProperties"] = {
@@ -488,6 +517,9 @@ class DrsService:
         if replicating is not None and replicating.disconnected_at is not None:
             seen = min(seen, replicating.disconnected_at)
         life["lastSeenByServiceDateTime"] = self._iso(seen)
+        last_launch = self.recovery.last_launch(server)
+        if last_launch:
+            life["lastLaunch"] = last_launch
         return life
 
     def _source_properties(self, server):

@@ -73,3 +73,44 @@ def untag_resource(world, call):
 
 def list_tags_for_resource(world, call):
     return {"tags": world.drs.list_tags_for_resource(call.account_id, call.region, call.params["resourceArn"])}
+
+
+def start_recovery(world, call):
+    params = call.params
+    job = world.drs.recovery.start_recovery(
+        call.account_id, call.region, params["sourceServers"], params.get("isDrill", False), params.get("tags"))
+    return {"job": job}
+
+
+def terminate_recovery_instances(world, call):
+    job = world.drs.recovery.terminate_recovery_instances(call.account_id, call.region, call.params["recoveryInstanceIDs"])
+    return {"job": job}
+
+
+def describe_jobs(world, call):
+    params = call.params
+    items, token = world.drs.recovery.describe_jobs(
+        call.account_id, call.region, params.get("filters") or {}, params.get("maxResults"), params.get("nextToken"))
+    return _paged("items", items, token)
+
+
+def describe_job_log_items(world, call):
+    params = call.params
+    items, token = world.drs.recovery.describe_job_log_items(
+        call.account_id, call.region, params["jobID"], params.get("maxResults"), params.get("nextToken"))
+    return _paged("items", items, token)
+
+
+def describe_recovery_instances(world, call):
+    params = call.params
+    items, token = world.drs.recovery.describe_recovery_instances(
+        call.account_id, call.region, params.get("filters") or {}, params.get("maxResults"), params.get("nextToken"))
+    return _paged("items", items, token)
+
+
+def describe_recovery_snapshots(world, call):
+    params = call.params
+    items, token = world.drs.recovery.describe_recovery_snapshots(
+        call.account_id, call.region, params["sourceServerID"], params.get("filters") or {}, params.get("order", "ASC"),
+        params.get("maxResults"), params.get("nextToken"))
+    return _paged("items", items, token)
