@@ -25,6 +25,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._
 try:
     from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils import drill
     from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.rollout import Rollout
+    from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import empty_reason
     HAS_BOTO3 = True
 except ImportError:
     HAS_BOTO3 = False
@@ -76,9 +77,8 @@ class ActionModule(ActionBase):
                 display.display(f"{entry['account_id']}{'/' + entry['region'] if entry.get('region') else ''} is left "
                                 f"out: {entry['reason']}")
             if not plan.waves:
-                return {"failed": True, "changed": False,
-                        "msg": f"Nothing to drill: no DR-tagged instance in the waves asked for ({name('waves')}) of "
-                               f"the reachable accounts ({name('accounts')})."}
+                why = empty_reason(plan, settings, survey.accounts, name) or "no wave was planned"
+                return {"failed": True, "changed": False, "msg": f"Nothing to drill: {why}."}
             outcome = drill.Drill(plan, survey.sessions, settings, clock, _show, stop, pool).run(self._task.check_mode)
         if plan.unreachable:
             accounts = sorted({entry["account_id"] for entry in plan.unreachable})

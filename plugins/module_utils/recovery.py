@@ -20,7 +20,6 @@ SERVERS_PER_JOB = 100
 ACTIVE_JOBS = 20
 ACTIVE_SERVERS = 500
 JOB_ID_CHUNK = 1000
-TERMINATE_CHUNK = 200  # TerminateRecoveryInstances takes at most 200 recovery instance ids
 PAGE_SIZE = 1000
 LIMIT_ERRORS = ("ServiceQuotaExceededException", "ConflictException")
 
@@ -96,15 +95,13 @@ def classify_failure(reason):
 
 
 def terminate(drs, recovery_instance_ids):
-    """Terminate recovery instances, TERMINATE_CHUNK a call; the TERMINATE jobs."""
-    ids = sorted(set(recovery_instance_ids))
-    return [drs.terminate_recovery_instances(aws_retry=True, recoveryInstanceIDs=ids[start:start + TERMINATE_CHUNK])["job"]
-            for start in range(0, len(ids), TERMINATE_CHUNK)]
+    """Terminate at most SERVERS_PER_JOB recovery instances in one job (its limits are a launch job's); the job."""
+    return drs.terminate_recovery_instances(aws_retry=True, recoveryInstanceIDs=list(recovery_instance_ids))["job"]
 
 
-def job_batches(source_server_ids):
-    """The servers cut into jobs of at most SERVERS_PER_JOB."""
-    ids = list(source_server_ids)
+def job_batches(ids):
+    """Servers (or recovery instances) cut into jobs of at most SERVERS_PER_JOB."""
+    ids = list(ids)
     return [ids[start:start + SERVERS_PER_JOB] for start in range(0, len(ids), SERVERS_PER_JOB)]
 
 

@@ -25,7 +25,7 @@ description:
     job that had a failure), a category (C(no_point_in_time), C(launch_template), C(quota), C(conversion),
     C(launch_failed)) and a remediation. A server not launched within O(launch_timeout) is C(timed_out)."
   - "At the end, unless O(keep_recovery_instances), the drill's recovery instances are terminated
-    (C(TerminateRecoveryInstances), 200 a call) and the C(TERMINATE) jobs waited for, up to O(terminate_timeout).
+    (C(TerminateRecoveryInstances), in jobs within the same limits) and the C(TERMINATE) jobs waited for, up to O(terminate_timeout).
     Ctrl-C or SIGTERM stop the drill within seconds; the instances it launched are then terminated without waiting."
   - "The drill is recorded in the history table as its own record type (C(record_type) V(drill)): per wave, the
     servers, launched, failed, timed out, not protected, jobs, recovery seconds and the RTO; and its figures are sent to
@@ -183,7 +183,7 @@ RETURN = r"""
 drill:
   description:
     - "The drill's summary, also written to O(summary_file): C(drill_id), C(started_at), C(finished_at), C(stopped),
-      C(termination) (V(done), V(timed_out), V(requested), V(kept) or none), C(terminated), C(totals) and C(waves):
+      C(termination) (V(done), V(incomplete), V(requested) when stopped, V(kept), or none when nothing launched), C(terminated), C(totals) and C(waves):
       per wave C(wave), C(servers), C(launched), C(failed), C(timed_out), C(stopped), C(not_protected), C(jobs),
       C(recovery_seconds), C(rto_seconds), C(over_rto) and C(problems) (every server not launched and every instance
       not protected, with its reason and, for a failed launch, C(error_category) and C(remediation)); and

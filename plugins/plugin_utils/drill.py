@@ -298,36 +298,55 @@ class Drill:
     # --- the end ---
 
     def _terminate(self):
-        """Terminate the drill's recovery instances (unless kept), and wait for DRS to end the TERMINATE jobs;
-        when the drill was stopped they are terminated without waiting."""
+        """Terminate the drill's recovery instances (unless kept), in jobs within DRS's limits, and wait for DRS to
+        end them; when the drill was stopped, as many as DRS takes at once are terminated without waiting."""
         launched = {key: ids for key, ids in self.launched.items() if ids}
         if self.settings["keep_recovery_instances"] or not launched:
             self.termination = "kept" if launched else None
             return
-        jobs = {}
-        for key, ids in launched.items():
-            try:
-                jobs[key] = {job["jobID"]: job for job in recovery.terminate(self.sessions.client(key[0], "drs", key[1]),
-                                                                             ids)}
-            except (BotoCoreError, ClientError) as error:
-                self.show([f"The drill's {len(ids)} recovery instance(s) in {key[0]}/{key[1]} could not be terminated: "
-                           f"{error}; terminate them in the DRS console."])
-        self.termination = "requested"
-        if self.stop.is_set():
-            return
+        queued = {key: recovery.job_batches(sorted(ids)) for key, ids in launched.items()}
+        active = {key: {} for key in queued}
+        failed = []
         deadline = self.clock.now() + self.settings["terminate_timeout"]
-        while any(jobs.values()) and self.clock.now() < deadline:
+        while True:
+            for key in queued:
+                drs = self.sessions.client(key[0], "drs", key[1])
+                while queued[key] and recovery.room_for(len(queued[key][0]), len(active[key]),
+                                                        sum(len(ids) for ids in active[key].values())):
+                    try:
+                        job = recovery.terminate(drs, queued[key][0])
+                    except ClientError as error:
+                        if error_code(error) in recovery.LIMIT_ERRORS:
+                            break
+                        failed.append((key, sum(len(ids) for ids in queued[key]), error))
+                        queued[key] = []
+                        break
+                    active[key][job["jobID"]] = queued[key].pop(0)
+            pending = [key for key in queued if queued[key] or active[key]]
+            if not pending or self.stop.is_set() or self.clock.now() >= deadline:
+                break
             if self.clock.wait(min(self.settings["poll_interval"], deadline - self.clock.now()), self.stop):
-                return
-            for key, active in jobs.items():
-                for job in recovery.describe_jobs(self.sessions.client(key[0], "drs", key[1]), list(active)):
-                    if job.get("status") == recovery.COMPLETED:
-                        del active[job["jobID"]]
-                        self.terminated += sum(1 for entry in job.get("participatingServers") or []
-                                               if entry.get("launchStatus") == "TERMINATED")
-        self.termination = "done" if not any(jobs.values()) else "timed_out"
-        self.show([f"Terminated {self.terminated} drill recovery instance(s)" if self.termination == "done" else
-                   f"The drill's recovery instances were still terminating after {self.settings['terminate_timeout']} s"])
+                break
+            for key in pending:
+                if not active[key]:
+                    continue
+                for job in recovery.describe_jobs(self.sessions.client(key[0], "drs", key[1]), list(active[key])):
+                    if job.get("status") == recovery.COMPLETED and job["jobID"] in active[key]:
+                        self.terminated += len(active[key].pop(job["jobID"]))
+        lines = [f"The drill's {count} recovery instance(s) in {key[0]}/{key[1]} could not be terminated: {error}; "
+                 "terminate them in the DRS console." for key, count, error in failed]
+        left = sum(len(ids) for key in queued for batch in (queued[key], list(active[key].values())) for ids in batch)
+        if self.stop.is_set():
+            self.termination = "requested"
+        elif failed or left:
+            self.termination = "incomplete"
+            if left:
+                lines.append(f"{left} drill recovery instance(s) were not terminated within "
+                             f"{self.settings['terminate_timeout']} s: check them in the DRS console.")
+        else:
+            self.termination = "done"
+            lines.append(f"Terminated the drill's {self.terminated} recovery instance(s).")
+        self.show(lines)
 
     def _finish(self):
         finished_at = datetime.datetime.now(datetime.timezone.utc)
@@ -350,7 +369,9 @@ class Drill:
         if unlaunched:
             problems.append(f"{unlaunched} server(s) did not launch (see each one's reason and remediation above).")
         if summary["stopped"]:
-            problems.append("The drill was stopped; its launched recovery instances were terminated.")
+            problems.append("The drill was stopped; termination of its launched recovery instances was requested.")
+        elif self.termination == "incomplete":
+            problems.append("Some of the drill's recovery instances were not terminated (see above).")
         result = {"changed": bool(summary["totals"]["launched"] or any(wave["jobs"] for wave in self.waves)),
                   "drill": summary}
         if problems:

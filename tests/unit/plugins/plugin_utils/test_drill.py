@@ -95,10 +95,15 @@ class FakeDrs:
 
     def terminate_recovery_instances(self, aws_retry, recoveryInstanceIDs):
         self._count("TerminateRecoveryInstances")
-        assert len(recoveryInstanceIDs) <= recovery.TERMINATE_CHUNK
+        active = self._active()
+        if len(recoveryInstanceIDs) > recovery.SERVERS_PER_JOB or len(active) >= 20 or sum(
+                len(job["servers"]) for job in active) + len(recoveryInstanceIDs) > 500:
+            raise ClientError({"Error": {"Code": "ServiceQuotaExceededException", "Message": "too many"}},
+                              "TerminateRecoveryInstances")
         self.terminated.extend(recoveryInstanceIDs)
         job_id = f"drsjob-t{len(self.jobs):016d}"
-        self.jobs[job_id] = {"at": self.clock.now() - self.launch_seconds + 60, "servers": [], "tags": {}}
+        self.jobs[job_id] = {"at": self.clock.now() - self.launch_seconds + 60, "servers": list(recoveryInstanceIDs),
+                             "tags": {}}
         return {"job": self._shape(job_id)}
 
 
@@ -158,7 +163,8 @@ def test_a_large_wave_goes_out_in_jobs_within_drs_limits_and_waves_in_order():
     assert min(job["at"] for job in wave_two) >= max(job["at"] + 300 for job in jobs if job["tags"].get(
         "drs-drill-wave") == "1")
     assert sorted(drs.terminated) == sorted(f"i-{server[-8:]}" for server in servers.values())
-    assert result["drill"]["termination"] == "done" and not result.get("failed")
+    assert result["drill"]["termination"] == "done" and result["drill"]["terminated"] == 680
+    assert not result.get("failed")
 
 
 def test_a_launch_failure_is_explained_and_a_wave_over_its_rto_fails_the_drill():
