@@ -104,9 +104,10 @@ def unknown_variables(prefix, variables, spec=None, outputs=ROLE_OUTPUTS):
 def setting_errors(settings, name):
     """Every problem with the settings, each naming the setting, the entry and the rule; empty when usable."""
     errors = []
-    errors.extend(_account_errors(settings, name))
-    errors.extend(_role_entry_errors(settings["staging_accounts"], name("staging_accounts"), role_required=True))
-    errors.extend(_role_entry_errors(settings["target_accounts"], name("target_accounts"), role_required=False))
+    errors.extend(account_errors(settings, name, targets_needed=f"with {name('auto_extend_source_servers')}"
+                                 if settings["auto_extend_source_servers"] else None))
+    errors.extend(role_entry_errors(settings["staging_accounts"], name("staging_accounts"), role_required=True))
+    errors.extend(role_entry_errors(settings["target_accounts"], name("target_accounts"), role_required=False))
     if settings["external_id"]:
         errors.append(inputs.external_id_error(name("external_id"), settings["external_id"]))
     errors.append(inputs.region_error(name("sts_region"), settings["sts_region"]))
@@ -142,7 +143,11 @@ def extension_settings(settings):
             "tags": settings["extension_tags"], "wait_timeout": settings["extension_wait_timeout"]}
 
 
-def _account_errors(settings, name):
+def account_errors(settings, name, targets_needed=None):
+    """The problems of ``settings["accounts"]`` (with ``staging_accounts`` and ``target_accounts``): ids, regions,
+    roles, and the staging account of each listed with its role. ``targets_needed`` (None: not needed) says why
+    each account's target account must be listed in ``target_accounts`` too, such as "with
+    drs_agent_deploy_auto_extend_source_servers"."""
     accounts = settings["accounts"]
     variable = name("accounts")
     if not accounts:
@@ -182,15 +187,13 @@ def _account_errors(settings, name):
             problem = inputs.account_id_error(f"{entry} target_account_id", target)
             if problem:
                 errors.append(problem)
-            elif (settings["auto_extend_source_servers"] and target != (staging or account_id)
-                  and target not in target_listed):
-                errors.append(f"{entry} target_account_id {target}: with {name('auto_extend_source_servers')} the "
-                              f"target account must be listed in {name('target_accounts')} (account_id, and the "
-                              "role_arn of its target role)")
+            elif targets_needed and target != (staging or account_id) and target not in target_listed:
+                errors.append(f"{entry} target_account_id {target}: {targets_needed} the target account must be "
+                              f"listed in {name('target_accounts')} (account_id, and the role_arn of its target role)")
     return errors
 
 
-def _role_entry_errors(entries, variable, role_required):
+def role_entry_errors(entries, variable, role_required):
     errors = []
     for index, entry in enumerate(entries):
         account_id = entry["account_id"]
