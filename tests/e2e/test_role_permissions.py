@@ -5,6 +5,8 @@ sessions called. Each role's CloudFormation template (roles/drs_account_setup/fi
 of them, and nothing beyond them but the short, explained ALLOW_LIST.
 """
 
+import json
+
 import pytest
 import yaml
 
@@ -58,11 +60,26 @@ ALLOW_LIST = {
         "iam:GetInstanceProfile",
         "iam:CreateInstanceProfile",
         "iam:AddRoleToInstanceProfile",
+        # A drill recovers in the staging account only the servers of accounts without a target account, and
+        # reconcile retires servers only of untagged or terminated instances; the demo has neither
+        # (tests/e2e/test_drill.py and test_reconcile.py run them in their own scenarios).
+        "drs:StartRecovery",
+        "drs:DescribeJobs",
+        "drs:DescribeJobLogItems",
+        "drs:TerminateRecoveryInstances",
+        "drs:DisconnectSourceServer",
+        "drs:DeleteSourceServer",
     },
     "DRSOrchestrationTargetRole": {
         # Not an API call: IAM checks it for the tags drs_extend_source_server gives to
         # CreateExtendedSourceServer (tag on create).
         "drs:TagResource",
+        # drs_drill reads a job's log only when a launch failed; the demo's drill launches every server
+        "drs:DescribeJobLogItems",
+        # reconcile retires servers only of untagged or terminated instances, which the demo has none of
+        # (tests/e2e/test_reconcile.py)
+        "drs:DisconnectSourceServer",
+        "drs:DeleteSourceServer",
     },
 }
 
@@ -145,8 +162,8 @@ def used_actions(stats):
 
 def _demo_runs(lab, tmp_path):
     """In the demo: setup creates the install document, the rollout installs every wave and extends
-    its servers into the target account, a changed document is updated, and the target account's
-    source servers are read through its role."""
+    its servers into the target account, a drill of wave 1 recovers them in the target account, a changed
+    document is updated, and the target account's source servers are read through its role."""
     lab.reset()
     # simulated installs of minutes take a fraction of a real second
     lab.control("clock", {"time_scale": 600})
@@ -162,6 +179,12 @@ def _demo_runs(lab, tmp_path):
         "role_arn": f"arn:aws:iam::{SOURCE}:role/DRSOrchestrationSourceRole", "external_id": DEMO_EXTERNAL_ID,
         "region": "us-west-2", "document_name": DOCUMENT.stem, "content_file": str(changed)})
     assert update.task("Create or update the document")["changed"] is True, update.stdout + update.stderr
+
+    # wave 1's servers replicate continuously for a while: they have points in time to launch from
+    lab.control("clock", {"advance_seconds": 900})
+    drill = run_playbook(lab, "playbooks/drill.yml", {"drs_drill_waves": [1], "drs_drill_summary_file": str(tmp_path / "drill.json")},
+                         extra_args=("-e", "@playbooks/vars/lab_demo_deploy.yml"))
+    assert json.loads((tmp_path / "drill.json").read_text())["totals"]["launched"] > 0, drill.stdout[-3000:]
 
     listed = run_playbook(lab, "source_server_info.yml", {
         "role_arn": f"arn:aws:iam::{TARGET}:role/DRSOrchestrationTargetRole", "external_id": DEMO_EXTERNAL_ID})
