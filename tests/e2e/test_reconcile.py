@@ -1,6 +1,7 @@
 """Reconcile, end to end against the lab: playbooks/reconcile.yml on an estate with every kind of drift, in check
 mode (nothing changes), then for real with retirement (the missing agents installed, the servers of the untagged
-and terminated instances deleted), then again (nothing changes). Expectations come from the lab's own state."""
+and terminated instances deleted, except the one with a drill's recovery instance), then again (nothing changes).
+Expectations come from the lab's own state."""
 
 import json
 import re
@@ -21,6 +22,8 @@ REGION = "us-east-1"
 RECONCILE_TASK = "drs_orchestration.agent_deployer.drs_reconcile : Compare the DR-tagged instances with the DRS source servers"
 DEPLOY_TASK = "Install the agents on the tagged instances that miss them"
 DRS_CHANGES = ("DisconnectSourceServer", "DeleteSourceServer")
+# the lab's job wait and the scenario's launch time for the recovered group
+DRILL_SECONDS = 30 + 60
 
 
 def _role(account_id, name):
@@ -78,6 +81,18 @@ def _drs_changes(lab):
             for account in (STAGING, TARGET)}
 
 
+def _launch_drill(lab, server_id):
+    """A drill from a staging server, with the lab's clock moved on until its recovery instance is up."""
+    drs = _client(lab, "drs", STAGING_ROLE)
+    job = drs.start_recovery(sourceServers=[{"sourceServerID": server_id}], isDrill=True)["job"]
+    lab.control("clock", {"advance_seconds": DRILL_SECONDS + 10})
+    [job] = drs.describe_jobs(filters={"jobIDs": [job["jobID"]]})["items"]
+    assert [server["launchStatus"] for server in job["participatingServers"]] == ["LAUNCHED"], job
+    [server] = drs.describe_source_servers(filters={"sourceServerIDs": [server_id]})["items"]
+    assert server["recoveryInstanceId"], server
+    return server["recoveryInstanceId"]
+
+
 def _recap_changed(stdout):
     return int(re.search(r"localhost\s*:.*changed=(\d+)", stdout).group(1))
 
@@ -101,8 +116,9 @@ def _settings(tmp_path, **more):
 @pytest.fixture(scope="module")
 def estate(lab_factory, tmp_path_factory):
     """The scenario after a deployment whose install failed on the failing instance (recorded in the history),
-    with one leaving instance untagged, the other terminated (its server extended into the target first), and
-    the orphan's staging server deleted."""
+    with one leaving instance untagged, the other terminated (its server extended into the target first), the
+    recovered instance untagged after a drill launched a recovery instance from its server, and the orphan's
+    staging server deleted."""
     lab = lab_factory(SCENARIO)
     lab.reset()
     setup = run_playbook(lab, SETUP, extra_vars={
@@ -140,6 +156,10 @@ def estate(lab_factory, tmp_path_factory):
     target_drs = _client(lab, "drs", TARGET_ROLE)
     extended = target_drs.create_extended_source_server(sourceServerArn=terminated_server["arn"])["sourceServer"]
     ec2.terminate_instances(InstanceIds=[terminated])
+    [recovered] = _ids(instances, "recovered-")
+    [recovered_server] = staging[recovered]
+    recovery_instance = _launch_drill(lab, recovered_server["sourceServerID"])
+    ec2.delete_tags(Resources=[recovered], Tags=[{"Key": "dr:enabled"}])
     [orphan] = [server for server in _servers(lab, TARGET_ROLE)
                 if server["sourceProperties"]["identificationHints"]["hostname"] == "orphan-01"]
     staging_drs = _client(lab, "drs", STAGING_ROLE)
@@ -148,7 +168,8 @@ def estate(lab_factory, tmp_path_factory):
     staging_drs.delete_source_server(sourceServerID=orphan_staging_id)
     return {"lab": lab, "instances": _instances(lab), "untagged": untagged, "terminated": terminated,
             "terminated_server": terminated_server["sourceServerID"], "extended": extended["sourceServerID"],
-            "orphan": orphan["sourceServerID"], "failing": failing}
+            "orphan": orphan["sourceServerID"], "failing": failing, "recovered": recovered,
+            "recovered_server": recovered_server["sourceServerID"], "recovery_instance": recovery_instance}
 
 
 def _result(run):
@@ -175,7 +196,8 @@ def test_check_mode_lists_every_kind_of_drift_and_changes_nothing(estate, tmp_pa
     assert failed["last_recorded"]["status"] == "failed" and failed["installable"] is False
     [stale] = [entry for entry in result["drift"]["tagged_not_protected"] if entry["reason"] == "stale_record"]
     assert stale["source_server_id"] == staging_before[stale["instance_id"]][0]["sourceServerID"]
-    assert [entry["instance_id"] for entry in result["drift"]["untagged"]] == [estate["untagged"]]
+    assert sorted(entry["instance_id"] for entry in result["drift"]["untagged"]) == sorted(
+        [estate["untagged"], estate["recovered"]])
     [terminated] = result["drift"]["terminated"]
     assert (terminated["instance_id"], terminated["state"]) == (estate["terminated"], "terminated")
     assert [server["source_server_id"] for server in terminated["extended_servers"]] == [estate["extended"]]
@@ -185,6 +207,8 @@ def test_check_mode_lists_every_kind_of_drift_and_changes_nothing(estate, tmp_pa
     assert result["install_instance_ids"] == sorted(_ids(instances, "fresh-") + _ids(instances, "stale-"))
     assert sorted(entry["instance_id"] for entry in result["retire"]["would_retire"]) == sorted(
         [estate["untagged"], estate["terminated"]])
+    # the server with a recovery instance is not even proposed
+    assert [entry["source_server_id"] for entry in result["retire"]["kept"]] == [estate["recovered_server"]]
     assert result["changed"] is True
     # nothing was sent, disconnected or deleted, and the deploy did not run
     assert run.task(DEPLOY_TASK).get("skipped") is True
@@ -196,9 +220,10 @@ def test_check_mode_lists_every_kind_of_drift_and_changes_nothing(estate, tmp_pa
     assert report["drift"] == result["drift"] and report["check_mode"] is True
 
 
-def test_a_real_run_installs_what_is_missing_and_retires_untagged_and_terminated(estate, tmp_path):
+def test_a_real_run_installs_what_is_missing_and_retires_untagged_and_terminated_unless_recovered(estate, tmp_path):
     lab, instances = estate["lab"], estate["instances"]
     extended_before = {server["sourceServerID"] for server in _servers(lab, TARGET_ROLE)}
+    changes_before = _drs_changes(lab)
 
     run = run_playbook(lab, RECONCILE, extra_vars=_settings(tmp_path, reconcile_retire=True))
 
@@ -222,6 +247,20 @@ def test_a_real_run_installs_what_is_missing_and_retires_untagged_and_terminated
     # the protected instances' servers are untouched
     for instance_id in _ids(instances, "protected-"):
         assert len(staging[instance_id]) == 1
+    # the untagged instance's server with a recovery instance is kept, connected, and the result says why; only
+    # the retired servers were disconnected (two in staging, the extended one in the target)
+    [kept] = result["retire"]["kept"]
+    assert (kept["instance_id"], kept["source_server_id"]) == (estate["recovered"], estate["recovered_server"])
+    assert kept["reason"] == f"it has the recovery instance {estate['recovery_instance']}"
+    [server] = staging[estate["recovered"]]
+    assert server["sourceServerID"] == estate["recovered_server"]
+    assert server["recoveryInstanceId"] == estate["recovery_instance"]
+    assert server["dataReplicationInfo"]["dataReplicationState"] != "DISCONNECTED"
+    changes = _drs_changes(lab)
+    assert {account: {operation: changes[account][operation] - changes_before[account][operation]
+                      for operation in DRS_CHANGES} for account in changes} == {
+        STAGING: {"DisconnectSourceServer": 2, "DeleteSourceServer": 2},
+        TARGET: {"DisconnectSourceServer": 1, "DeleteSourceServer": 1}}
 
 
 def test_a_second_run_changes_nothing(estate, tmp_path):
@@ -235,10 +274,13 @@ def test_a_second_run_changes_nothing(estate, tmp_path):
     assert _recap_changed(run.stdout) == 0
     assert _install_commands(lab) == commands_before
     assert _drs_changes(lab) == changes_before
-    # what is left is what a run cannot fix: the failed install, and the orphan extended server to delete by hand
+    # what is left is what a run cannot fix: the failed install, the orphan extended server to delete by hand, and
+    # the untagged instance's server kept for its recovery instance (the only one no longer tagged)
     assert f"{estate['failing'][0]} (failing-01" in run.stdout and ": failed:" in run.stdout
     assert estate["orphan"] in run.stdout
-    assert "Protected but no longer tagged" not in run.stdout
+    assert f"Kept {estate['recovered_server']} ({estate['recovered']}, running) in {STAGING}/{REGION}: it has the " \
+           f"recovery instance {estate['recovery_instance']}" in run.stdout
+    assert "Protected but no longer tagged:\n" in run.stdout and "1 no longer tagged" in run.stdout
     assert "Protected but the instance is terminated" not in run.stdout
     assert len(_ids(instances, "protected-")) + 3 == int(
         re.search(r"(\d+) tagged instance\(s\), (\d+) protected", run.stdout).group(2))
