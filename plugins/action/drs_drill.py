@@ -83,8 +83,8 @@ class ActionModule(ActionBase):
         if plan.unreachable:
             accounts = sorted({entry["account_id"] for entry in plan.unreachable})
             outcome["failed"] = True
-            outcome["msg"] = " ".join(filter(None, [outcome.get("msg"), f"Not drilled, could not be reached: "
-                                                                         f"{', '.join(accounts)}."]))
+            left_out = f"Not drilled, could not be reached: {', '.join(accounts)}."
+            outcome["msg"] = " ".join(filter(None, [outcome.get("msg"), left_out]))
         return outcome
 
 

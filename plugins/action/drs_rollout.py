@@ -36,7 +36,6 @@ except ImportError:
 display = Display()
 
 
-
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False

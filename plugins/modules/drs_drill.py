@@ -68,10 +68,15 @@ options:
         description: The region the agents replicate into. Defaults to each instance's own region.
         type: str
       target_account_id:
-        description: The account that recovers the servers; with O(auto_extend_source_servers), listed in O(target_accounts).
+        description: The account that recovers the servers (they are extended into it); another account must be listed in O(target_accounts).
         type: str
   staging_accounts:
     description: How to reach the staging accounts (C(account_id), C(role_arn), optional C(external_id)).
+    type: list
+    elements: dict
+    default: []
+  target_accounts:
+    description: How to reach the target accounts, where servers are recovered (C(account_id), C(role_arn), optional C(external_id)).
     type: list
     elements: dict
     default: []
@@ -119,7 +124,9 @@ options:
     type: str
     default: ""
   metrics_namespace:
-    description: The CloudWatch namespace of the drill's metrics (C(DrillRecoverySeconds), C(DrillLaunchFailures), dimension C(Wave)), sent at its end. Empty sends none.
+    description:
+      - The CloudWatch namespace of the drill's metrics (C(DrillRecoverySeconds), C(DrillLaunchFailures), dimension
+        C(Wave)), sent at its end. Empty sends none.
     type: str
     default: DRSOrchestration/AgentDeployment
   waves:

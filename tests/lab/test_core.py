@@ -4,6 +4,7 @@ Everything goes over HTTP to a lab running the demo scenario, with boto3 or with
 requests for what botocore itself would refuse to send.
 """
 
+import datetime
 import json
 import re
 import time
@@ -16,7 +17,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from botocore.parsers import create_parser
+from moto.core.serialize import get_serializer_class
 
+from lab.protocol import serialize, service_model
 from lab.scenario import load_scenario
 from tests.lab.shapes import output_problems
 from tests.lab_fixture import OPERATOR_KEYS
@@ -451,3 +455,37 @@ def test_a_cancelled_transaction_leaves_every_item_as_it_was(lab):
         {"Delete": {"TableName": "transactions", "Key": {"pk": {"S": "lock"}, "sk": {"S": "x"}}}},
     ])
     assert _items(dynamodb, "transactions") == [("lock", "y", "held"), ("run", "a", "new")]
+
+
+def test_plain_json_answers_read_as_the_model_driven_serializer_writes_them():
+    """A JSON answer written straight by json.dumps parses, for a botocore client, into exactly what the
+    model-driven serializer's answer parses into."""
+    class Operation:
+        def __init__(self, service, name):
+            self.service, self.protocol = service, service_model(service).protocol
+            self.model = service_model(service).operation_model(name)
+
+    moment = datetime.datetime(2026, 12, 4, 8, 30, 15, 123456, tzinfo=datetime.timezone.utc)
+    answers = [
+        (Operation("ssm", "ListCommands"), {"Commands": [{"CommandId": "c-1", "RequestedDateTime": moment,
+                                                          "InstanceIds": ["i-0123456789abcdef0"], "CompletedCount": 3}],
+                                            "NextToken": "t"}),
+        (Operation("drs", "DescribeSourceServers"), {"items": [{"sourceServerID": "s-0123456789abcdef0", "tags": {"a": "b"},
+                                                                "dataReplicationInfo": {"lagDuration": "PT5S"}}]}),
+    ]
+    for operation, result in answers:
+        status, headers, body = serialize(operation, result)
+        modeled = get_serializer_class(operation.service, operation.protocol)(operation.model).serialize(result)
+        parser = create_parser(operation.protocol)
+
+        def parsed(answer_headers, answer_body):
+            return parser.parse({"status_code": 200, "headers": answer_headers, "body": answer_body},
+                                operation.model.output_shape)
+
+        assert status == modeled["status_code"] == 200
+        assert headers["Content-Type"] == modeled["headers"]["Content-Type"]
+        expected = parsed(modeled["headers"], modeled["body"].encode() if isinstance(modeled["body"], str) else modeled["body"])
+        expected.pop("ResponseMetadata", None)
+        got = parsed(headers, body)
+        got.pop("ResponseMetadata", None)
+        assert got == expected

@@ -122,7 +122,7 @@ def estate(waves):
     plan_waves, servers, count = [], {}, 0
     for number, size in waves.items():
         place = planning.Place(account, "us-east-1", number)
-        for _ in range(size):
+        for _index in range(size):
             instance_id = f"i-{count:017x}"
             place.instances.append(planning.Instance({"instance_id": instance_id, "name": f"web-{count}",
                                                       "wave": number}, ACCOUNT, "us-east-1"))
