@@ -14,10 +14,10 @@ import concurrent.futures
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
-from ansible.utils.display import Display
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import ClockSettingError
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import configured_clock
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.output import Output
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.stop import Stop
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import Names
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import unknown_variables
@@ -30,7 +30,6 @@ try:
 except ImportError:
     HAS_BOTO3 = False
 
-display = Display()
 THREADS = 16
 
 
@@ -70,34 +69,20 @@ class ActionModule(ActionBase):
         return result
 
     def _drill(self, settings, name, clock, stop):
-        survey = Rollout(settings, name, clock, _Display(), stop, check_mode=True)
+        output = Output()
+        survey = Rollout(settings, name, clock, output, stop, check_mode=True)
         with concurrent.futures.ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="drs") as pool:
             plan = survey.survey(pool)
             for entry in plan.unreachable:
-                display.display(f"{entry['account_id']}{'/' + entry['region'] if entry.get('region') else ''} is left "
+                output.display(f"{entry['account_id']}{'/' + entry['region'] if entry.get('region') else ''} is left "
                                 f"out: {entry['reason']}")
             if not plan.waves:
                 why = empty_reason(plan, settings, survey.accounts, name) or "no wave was planned"
                 return {"failed": True, "changed": False, "msg": f"Nothing to drill: {why}."}
-            outcome = drill.Drill(plan, survey.sessions, settings, clock, _show, stop, pool).run(self._task.check_mode)
+            outcome = drill.Drill(plan, survey.sessions, settings, clock, output.show, stop, pool).run(self._task.check_mode)
         if plan.unreachable:
             accounts = sorted({entry["account_id"] for entry in plan.unreachable})
             outcome["failed"] = True
             left_out = f"Not drilled, could not be reached: {', '.join(accounts)}."
             outcome["msg"] = " ".join(filter(None, [outcome.get("msg"), left_out]))
         return outcome
-
-
-def _show(lines):
-    for line in lines:
-        display.display(line)
-
-
-class _Display:
-    @staticmethod
-    def display(text):
-        display.display(text)
-
-    @staticmethod
-    def warning(text):
-        display.warning(text)

@@ -9,12 +9,13 @@ plugins/modules/drs_reconcile.py)."""
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
-from ansible.utils.display import Display
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._reconcile.settings import ARGUMENT_SPEC
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._reconcile.settings import ROLE_OUTPUTS
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._reconcile.settings import setting_errors
-from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._reconcile.settings import unknown_variables
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import unknown_variables
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import Names
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.output import Output
 
 try:
     from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.reconcile import Reconcile
@@ -22,7 +23,6 @@ try:
 except ImportError:
     HAS_BOTO3 = False
 
-display = Display()
 
 
 class ActionModule(ActionBase):
@@ -37,7 +37,8 @@ class ActionModule(ActionBase):
         name = Names(settings["variable_prefix"])
         errors = []
         if settings["variable_prefix"]:
-            errors.extend(unknown_variables(settings["variable_prefix"], (task_vars or {}).keys()))
+            errors.extend(unknown_variables(settings["variable_prefix"], (task_vars or {}).keys(), ARGUMENT_SPEC,
+                                            ROLE_OUTPUTS))
         errors.extend(setting_errors(settings, name))
         if errors:
             result.update(failed=True, changed=False,
@@ -45,20 +46,8 @@ class ActionModule(ActionBase):
                               + "\n".join(f"- {error}" for error in errors))
             return result
         try:
-            result.update(Reconcile(settings, name, _Display(), self._task.check_mode).run())
+            result.update(Reconcile(settings, name, Output(), self._task.check_mode).run())
         except Exception as error:  # pylint: disable=broad-except
             raise AnsibleActionFail(f"The reconcile stopped unexpectedly: {type(error).__name__}: "
                                     f"{to_text(error)}") from error
         return result
-
-
-class _Display:
-    """What the reconcile prints, through Ansible's display."""
-
-    @staticmethod
-    def display(text):
-        display.display(text)
-
-    @staticmethod
-    def warning(text):
-        display.warning(text)

@@ -15,11 +15,11 @@ ansible-playbook's output and in the run's record.
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
-from ansible.utils.display import Display
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import ClockSettingError
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import configured_clock
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.history import job_deployment_id
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.output import Output
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.stop import Stop
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import host_places
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import ARGUMENT_SPEC
@@ -33,7 +33,6 @@ try:
 except ImportError:
     HAS_BOTO3 = False
 
-display = Display()
 
 
 class ActionModule(ActionBase):
@@ -64,7 +63,7 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(str(error)) from None
         holder = []
         with Stop(lambda: holder[0] if holder else None) as stop:
-            rollout = Rollout(settings, name, clock, _Display(), stop.event, self._task.check_mode)
+            rollout = Rollout(settings, name, clock, Output(), stop.event, self._task.check_mode)
             holder.append(rollout)
             try:
                 result.update(rollout.run())
@@ -74,15 +73,3 @@ class ActionModule(ActionBase):
                 raise AnsibleActionFail(f"The rollout stopped unexpectedly: {type(error).__name__}: "
                                         f"{to_text(error)}") from error
         return result
-
-
-class _Display:
-    """What the rollout prints, through Ansible's display."""
-
-    @staticmethod
-    def display(text):
-        display.display(text)
-
-    @staticmethod
-    def warning(text):
-        display.warning(text)

@@ -33,76 +33,11 @@ description:
   - "The task fails when a wave took longer than O(rto_seconds), when a server did not launch, or when an account
     could not be reached; every wave is drilled all the same."
   - In check mode, each wave's servers and jobs are counted and nothing is launched.
+extends_documentation_fragment:
+  - drs_orchestration.agent_deployer.estate
 author:
   - DRS orchestration contributors (@drs-orchestration)
 options:
-  accounts:
-    description:
-      - The source accounts, where the instances are.
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      account_id:
-        description: The 12-digit account id (a string).
-        type: str
-        required: true
-      name:
-        description: A name for the account in plans, summaries and the history.
-        type: str
-      role_arn:
-        description: The role to assume in the account; without it, the controller's own credentials (their account).
-        type: str
-      external_id:
-        description: The external id of that role. Defaults to O(external_id).
-        type: str
-      regions:
-        description: The regions of the instances.
-        type: list
-        elements: str
-        required: true
-      staging_account_id:
-        description: The account the agents register in; another account must be listed in O(staging_accounts).
-        type: str
-      drs_region:
-        description: The region the agents replicate into. Defaults to each instance's own region.
-        type: str
-      target_account_id:
-        description: The account that recovers the servers (they are extended into it); another account must be listed in O(target_accounts).
-        type: str
-  staging_accounts:
-    description: How to reach the staging accounts (C(account_id), C(role_arn), optional C(external_id)).
-    type: list
-    elements: dict
-    default: []
-  target_accounts:
-    description: How to reach the target accounts, where servers are recovered (C(account_id), C(role_arn), optional C(external_id)).
-    type: list
-    elements: dict
-    default: []
-  external_id:
-    description: The external id of the roles that do not name their own.
-    type: str
-    default: ""
-  sts_region:
-    description: The region of the STS endpoint used to assume the roles.
-    type: str
-    default: us-east-1
-  profile:
-    description: The AWS profile of the controller's own credentials. Defaults to the environment's.
-    type: str
-  tag_filters:
-    description: Tags an instance must carry to be drilled (tag key to a value or a list of values).
-    type: dict
-    default: {"dr:enabled": "true", "dr:recovery-strategy": "drs"}
-  wave_tag_key:
-    description: The tag that holds an instance's wave number.
-    type: str
-    default: dr:wave
-  priority_tag_key:
-    description: The tag that holds an instance's priority (C(critical), C(high), C(medium), C(low) go first).
-    type: str
-    default: dr:priority
   poll_interval:
     description: Seconds between two looks at the DRS jobs of an account-region.
     type: int

@@ -43,81 +43,15 @@ description:
   - "Every input is checked before any AWS call, each error naming the option (or the role variable), the entry and
     the rule. The task fails, after reporting what it could read, when an account or account-region could not be
     reached or read, or when a server could not be retired."
+extends_documentation_fragment:
+  - drs_orchestration.agent_deployer.estate
 author:
   - DRS orchestration contributors (@drs-orchestration)
 options:
-  accounts:
-    description:
-      - The source accounts, where the instances are, with the same form and rules as the deploy's
-        (M(drs_orchestration.agent_deployer.drs_rollout)).
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      account_id:
-        description: The 12-digit account id (a string).
-        type: str
-        required: true
-      name:
-        description: A name for the account.
-        type: str
-      role_arn:
-        description: The role to assume in the account; without it, the controller's own credentials (their account).
-        type: str
-      external_id:
-        description: The external id of that role. Defaults to O(external_id).
-        type: str
-      regions:
-        description: The regions of its instances.
-        type: list
-        elements: str
-        required: true
-      staging_account_id:
-        description: The account its agents register in; another account must be listed in O(staging_accounts).
-        type: str
-      drs_region:
-        description: The region its agents replicate into. Defaults to each instance's own region.
-        type: str
-      target_account_id:
-        description: The account its servers are extended into; when not the staging account, list it in O(target_accounts).
-        type: str
-  staging_accounts:
-    description: How to reach the staging accounts (C(account_id), C(role_arn), optional C(external_id)).
-    type: list
-    elements: dict
-    default: []
-  target_accounts:
-    description: How to reach the target accounts (C(account_id), optional C(role_arn) and C(external_id)).
-    type: list
-    elements: dict
-    default: []
-  external_id:
-    description: The external id of the roles that do not name their own. Never logged.
-    type: str
-    default: ""
-  sts_region:
-    description: The region of the STS endpoint used to assume the roles.
-    type: str
-    default: us-east-1
   session_name:
     description: The role session name, seen in the accounts' CloudTrail.
     type: str
     default: drs-reconcile
-  profile:
-    description: The AWS profile of the controller's own credentials. Defaults to the environment's.
-    type: str
-  tag_filters:
-    description: Tags an instance must carry to be a DR instance (tag key to a value or a list of values).
-    type: dict
-    default: {"dr:enabled": "true", "dr:recovery-strategy": "drs"}
-  wave_tag_key:
-    description: The tag that holds an instance's wave number; an instance without a usable one is not installed.
-    type: str
-    default: dr:wave
-  priority_tag_key:
-    description: The tag that holds an instance's priority.
-    type: str
-    default: dr:priority
   history_table:
     description: The deployment history table, read for each instance's last recorded outcome. Empty reads none.
     type: str

@@ -53,68 +53,15 @@ description:
     and planned and every input is valid; whether there is work to do is in C(changed) and in the plan's
     C(totals). It fails, naming the accounts, when an account or account-region could not be reached or planned
     (the plan files are written all the same, with the reasons), and when there is nothing to deploy."
+extends_documentation_fragment:
+  - drs_orchestration.agent_deployer.estate
 author:
   - DRS orchestration contributors (@drs-orchestration)
 options:
-  accounts:
-    description:
-      - The source accounts, where the instances are.
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      account_id:
-        description: The 12-digit account id (a string).
-        type: str
-        required: true
-      name:
-        description: A name for the account in plans, summaries and the history.
-        type: str
-      role_arn:
-        description: The role to assume in the account; without it, the controller's own credentials (their account).
-        type: str
-      external_id:
-        description: The external id of that role. Defaults to O(external_id).
-        type: str
-      regions:
-        description: The regions to deploy in.
-        type: list
-        elements: str
-        required: true
-      staging_account_id:
-        description: The account the agents register in; another account must be listed in O(staging_accounts).
-        type: str
-      drs_region:
-        description: The region the agents replicate into. Defaults to each instance's own region.
-        type: str
-      target_account_id:
-        description: The account that recovers the servers; with O(auto_extend_source_servers), listed in O(target_accounts).
-        type: str
-  staging_accounts:
-    description: How to reach the staging accounts (C(account_id), C(role_arn), optional C(external_id)).
-    type: list
-    elements: dict
-    default: []
-  target_accounts:
-    description: How to reach the target accounts (C(account_id), optional C(role_arn) and C(external_id)).
-    type: list
-    elements: dict
-    default: []
-  external_id:
-    description: The external id of the roles that do not name their own.
-    type: str
-    default: ""
-  sts_region:
-    description: The region of the STS endpoint used to assume the roles.
-    type: str
-    default: us-east-1
   session_name:
     description: The role session name, seen in the accounts' CloudTrail.
     type: str
     default: drs-agent-deploy
-  profile:
-    description: The AWS profile of the controller's own credentials. Defaults to the environment's.
-    type: str
   instance_ids:
     description: Restrict the rollout to these instances (the inventory hosts after C(--limit)). Empty means all.
     type: list
@@ -131,18 +78,6 @@ options:
     type: list
     elements: int
     default: []
-  tag_filters:
-    description: Tags an instance must carry to be deployed (tag key to a value or a list of values).
-    type: dict
-    default: {"dr:enabled": "true", "dr:recovery-strategy": "drs"}
-  wave_tag_key:
-    description: The tag that holds an instance's wave number.
-    type: str
-    default: dr:wave
-  priority_tag_key:
-    description: The tag that holds an instance's priority (C(critical), C(high), C(medium), C(low) go first).
-    type: str
-    default: dr:priority
   agent_tags:
     description: Tags given to new DRS source servers (the rules of M(drs_orchestration.agent_deployer.drs_ssm_install)).
     type: dict

@@ -10,7 +10,6 @@ rules (the same checks, _rollout.settings and module_utils.inputs); a message na
 knows it: the action's option, or the role variable (``variable_prefix``), with the entry and the rule.
 """
 
-import difflib
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import inputs
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import DEFAULT_PRIORITY_TAG_KEY
@@ -46,21 +45,7 @@ ARGUMENT_SPEC = dict(
     report_file=dict(type="str", default=""),
     variable_prefix=dict(type="str", default=""),
 )
-NOT_ROLE_VARIABLES = ("variable_prefix", "profile")
 ROLE_OUTPUTS = ("result",)
-
-
-def unknown_variables(prefix, variables):
-    """Messages for the variables that start with the role's prefix but are none of its settings."""
-    known = {f"{prefix}{option}" for option in ARGUMENT_SPEC if option not in NOT_ROLE_VARIABLES}
-    known.update(f"{prefix}{output}" for output in ROLE_OUTPUTS)
-    messages = []
-    for variable in sorted(variables):
-        if variable.startswith(prefix) and variable not in known:
-            close = difflib.get_close_matches(variable, sorted(known), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            messages.append(f"{variable} is not a variable of this role{hint}; it would be ignored")
-    return messages
 
 
 def setting_errors(settings, name):

@@ -9,6 +9,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._reconcile import settings as rules
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import ACCOUNT_OPTIONS
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import Names
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import unknown_variables
 
 SOURCE, STAGING, TARGET, OTHER = "222222222222", "333333333333", "444444444444", "555555555555"
 REGION = "us-east-1"
@@ -226,8 +227,8 @@ def test_bad_settings_are_named_with_the_entry_and_the_rule(overrides, message):
 
 
 def test_a_misspelled_role_variable_is_named():
-    [message] = rules.unknown_variables("drs_reconcile_", ["drs_reconcile_retier", "drs_reconcile_retire",
-                                                           "drs_reconcile_result"])
+    [message] = unknown_variables("drs_reconcile_", ["drs_reconcile_retier", "drs_reconcile_retire",
+                                                     "drs_reconcile_result"], rules.ARGUMENT_SPEC, rules.ROLE_OUTPUTS)
     assert "drs_reconcile_retier" in message and "drs_reconcile_retire" in message
 
 
