@@ -1,9 +1,10 @@
 """The control API under /_lab/: statistics, the lab's service time per call, faults, the clock, reset, the
-scenario summary, the Run Command timeline, and how replication and recovery launches go per instance."""
+scenario summary, the Run Command timeline, how replication and recovery launches go per instance, launching
+and tagging instances while the lab runs, and the EventBridge events the lab published."""
 
 import json
 
-from lab.scenario import ScenarioError
+from lab.scenario import ScenarioError, launch_spec
 
 
 def handle(server, request):
@@ -67,6 +68,47 @@ def _check_known(server, instance_ids):
     missing = sorted(set(instance_ids) - set(server.world.instances))
     if missing:
         raise ValueError(f"no such instance in the scenario: {', '.join(missing)}")
+
+
+def _launch(server, body):
+    world = server.world
+    with world.lock:
+        world.run_due_events()
+        group = launch_spec(world.scenario, body, "POST /_lab/instances")
+        instance_ids = world.launch(group)
+    return {"group": group["name"], "instance_ids": instance_ids}
+
+
+def _tag(server, body):
+    unknown = set(body) - {"instance_ids", "group", "count", "tag", "untag"}
+    if unknown or ("instance_ids" in body) == ("group" in body) or not {"tag", "untag"} & set(body):
+        raise ValueError("send instance_ids (a list) or group (and count, the first that many of it), and tag (a map "
+                         "of key to value to set) and/or untag (a list of keys to remove)")
+    tags, keys = body.get("tag") or {}, body.get("untag") or []
+    if not isinstance(tags, dict) or not all(isinstance(k, str) and k and isinstance(v, str) for k, v in tags.items()):
+        raise ValueError("tag must map tag keys to string values")
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+        raise ValueError("untag must be a list of tag keys")
+    world = server.world
+    with world.lock:
+        world.run_due_events()
+        if "group" in body:
+            instance_ids = world.group_members(body["group"], body.get("count"))
+            if not instance_ids:
+                raise ValueError(f"no instances in group {body['group']}")
+        else:
+            instance_ids = body["instance_ids"]
+            if not isinstance(instance_ids, list):
+                raise ValueError("instance_ids must be a list")
+            _check_known(server, instance_ids)
+        world.change_tags(instance_ids, tags=tags, keys=keys)
+    return {"instance_ids": instance_ids}
+
+
+def _events(server, _body):
+    with server.world.lock:
+        server.world.run_due_events()
+        return server.world.events.describe()
 
 
 def _get_faults(server, _body):
@@ -133,4 +175,7 @@ _ROUTES = {
     ("GET", "/_lab/scenario"): _scenario,
     ("GET", "/_lab/sessions"): _sessions,
     ("GET", "/_lab/invocations"): _invocations,
+    ("POST", "/_lab/instances"): _launch,
+    ("POST", "/_lab/tags"): _tag,
+    ("GET", "/_lab/events"): _events,
 }

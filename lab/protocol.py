@@ -24,7 +24,7 @@ from moto.core.utils import get_service_model
 from lab.errors import AwsError, invalid_parameters, unknown_parameter
 from lab.validation import constraint_violations, unknown_json_members, validation_message
 
-SERVED_SERVICES = ("cloudformation", "cloudwatch", "drs", "dynamodb", "ec2", "iam", "organizations", "ssm", "sts")
+SERVED_SERVICES = ("cloudformation", "cloudwatch", "drs", "dynamodb", "ec2", "events", "iam", "organizations", "sqs", "ssm", "sts")
 
 _CREDENTIAL_SCOPE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
 _SIGNED_HEADERS = re.compile(r"SignedHeaders=([^,\s]+)")

@@ -1,6 +1,8 @@
-"""Every operation the lab answers itself, in one table; all others go to moto."""
+"""Every operation the lab answers itself, in one table; all others go to moto. A second table names
+the calls moto answers that the lab watches, to publish the EventBridge events AWS publishes for them."""
 
 from lab.responses import drs
+from lab.responses import ec2
 from lab.responses import ssm
 from lab.responses import sts
 
@@ -34,4 +36,13 @@ ROUTES = {
     ("drs", "DescribeJobLogItems"): drs.describe_job_log_items,
     ("drs", "DescribeRecoveryInstances"): drs.describe_recovery_instances,
     ("drs", "DescribeRecoverySnapshots"): drs.describe_recovery_snapshots,
+}
+
+WATCHED = {
+    ("ec2", "RunInstances"): ec2.run_instances,
+    ("ec2", "StartInstances"): ec2.changes_state,
+    ("ec2", "StopInstances"): ec2.changes_state,
+    ("ec2", "TerminateInstances"): ec2.changes_state,
+    ("ec2", "CreateTags"): ec2.changes_tags,
+    ("ec2", "DeleteTags"): ec2.changes_tags,
 }

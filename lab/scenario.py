@@ -1,5 +1,6 @@
 """Scenario files: load, check against the schema and cross-references, and expand defaults."""
 
+import functools
 from pathlib import Path
 
 import jsonschema
@@ -46,8 +47,7 @@ def load_scenario(path):
 
 
 def expand(document, origin="scenario"):
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(document), key=lambda e: list(e.path))
+    errors = sorted(_validator(_schema()).iter_errors(document), key=lambda e: list(e.path))
     if errors:
         lines = [f"{origin}: {_where(error)}: {error.message}" for error in errors[:10]]
         raise ScenarioError("invalid scenario\n" + "\n".join(lines))
@@ -58,16 +58,10 @@ def expand(document, origin="scenario"):
         raise ScenarioError(f"{origin}: account ids and names must be unique")
 
     def account_id(reference, where):
-        if reference in accounts:
-            return reference
-        if reference in names:
-            return names[reference]
-        raise ScenarioError(f"{origin}: {where} names account '{reference}', which the scenario does not define")
+        return _account_id(scenario, reference, f"{origin}: {where}")
 
     def region(value, where):
-        if value not in scenario["regions"]:
-            raise ScenarioError(f"{origin}: {where} uses region {value}, which is not in regions {scenario['regions']}")
-        return value
+        return _region(scenario, value, f"{origin}: {where}")
 
     scenario["operator"] = {**scenario["operator"], "account": account_id(scenario["operator"]["account"], "operator.account")}
     for account in scenario["accounts"]:
@@ -84,32 +78,77 @@ def expand(document, origin="scenario"):
                     servers["staging_account"] = account_id(servers["staging_account"], where + ".source_servers")
     group_names = set()
     for index, group in enumerate(scenario["instance_groups"]):
-        where = f"instance_groups[{index}] ({group['name']})"
+        where = f"{origin}: instance_groups[{index}] ({group['name']})"
         if group["name"] in group_names:
-            raise ScenarioError(f"{origin}: {where}: group names must be unique")
+            raise ScenarioError(f"{where}: group names must be unique")
         group_names.add(group["name"])
-        for key, value in GROUP_DEFAULTS.items():
-            group.setdefault(key, value)
-        group["install"] = {**INSTALL_DEFAULTS, **group.get("install", {})}
-        group["recovery"] = {**RECOVERY_DEFAULTS, **group.get("recovery", {})}
-        group["account"] = account_id(group["account"], where + ".account")
-        region(group["region"], where + ".region")
-        for field in ("ssm", "replication"):
-            _check_mix(group[field], group["count"], f"{origin}: {where}.{field}")
-        _check_mix(group["install"]["outcome"], group["count"], f"{origin}: {where}.install.outcome")
-        _check_mix(group["recovery"]["launch"], group["count"], f"{origin}: {where}.recovery.launch")
-        _check_outcomes(group, f"{origin}: {where}.install.outcome")
+        _expand_group(scenario, group, where)
         registered = group.get("already_registered")
         if registered:
-            registered["account"] = account_id(registered["account"], where + ".already_registered.account")
+            registered["account"] = _account_id(scenario, registered["account"], where + ".already_registered.account")
             registered.setdefault("region", group["region"])
             registered.setdefault("replication_state", "CONTINUOUS")
             if registered["count"] > group["count"]:
-                raise ScenarioError(f"{origin}: {where}.already_registered.count is larger than the group")
+                raise ScenarioError(f"{where}.already_registered.count is larger than the group")
+    for index, change in enumerate(scenario.setdefault("changes", [])):
+        where = f"{origin}: changes[{index}]"
+        if "launch" in change:
+            _expand_launch(scenario, change["launch"], where + ".launch")
+            group_names.add(change["launch"]["name"])
+        else:
+            selector = change.get("tag") or change.get("untag")
+            if selector["group"] not in group_names:
+                raise ScenarioError(f"{where} names group '{selector['group']}', which no instance group or earlier "
+                                    "launch defines")
     scenario["faults"] = scenario.get("faults", {})
     scenario.setdefault("drs", {})
     scenario.setdefault("ssm", {})
     return scenario
+
+
+def launch_spec(scenario, spec, where):
+    """An instance group to launch while the lab runs (the control API's POST /_lab/instances): checked as
+    a scenario's groups are, its defaults filled in; its name defaults to "launched"."""
+    spec = {"name": "launched", **spec}
+    errors = sorted(_validator(_schema(), "instance_group").iter_errors(spec), key=lambda e: list(e.path))
+    if errors:
+        raise ScenarioError("; ".join(f"{where}: {_where(error)}: {error.message}" for error in errors[:10]))
+    return _expand_launch(scenario, spec, where)
+
+
+def _expand_launch(scenario, group, where):
+    if "already_registered" in group:
+        raise ScenarioError(f"{where}: already_registered does not apply to instances launched while the lab runs")
+    return _expand_group(scenario, group, where)
+
+
+def _expand_group(scenario, group, where):
+    """Fill in a group's defaults and check its references and count mixes (``where`` names it in errors)."""
+    for key, value in GROUP_DEFAULTS.items():
+        group.setdefault(key, value)
+    group["install"] = {**INSTALL_DEFAULTS, **group.get("install", {})}
+    group["recovery"] = {**RECOVERY_DEFAULTS, **group.get("recovery", {})}
+    group["account"] = _account_id(scenario, group["account"], where + ".account")
+    _region(scenario, group["region"], where + ".region")
+    for field in ("ssm", "replication"):
+        _check_mix(group[field], group["count"], f"{where}.{field}")
+    _check_mix(group["install"]["outcome"], group["count"], f"{where}.install.outcome")
+    _check_mix(group["recovery"]["launch"], group["count"], f"{where}.recovery.launch")
+    _check_outcomes(group, f"{where}.install.outcome")
+    return group
+
+
+def _account_id(scenario, reference, where):
+    for account in scenario["accounts"]:
+        if reference in (account["id"], account["name"]):
+            return account["id"]
+    raise ScenarioError(f"{where} names account '{reference}', which the scenario does not define")
+
+
+def _region(scenario, value, where):
+    if value not in scenario["regions"]:
+        raise ScenarioError(f"{where} uses region {value}, which is not in regions {scenario['regions']}")
+    return value
 
 
 def spread(mix, count):
@@ -135,6 +174,18 @@ def _check_outcomes(group, where):
             raise ScenarioError(f"{where}: unknown install outcome '{name}'; valid outcomes: {', '.join(INSTALL_OUTCOME_NAMES)}")
         if group["platform"] not in outcome_platforms(name):
             raise ScenarioError(f"{where}: install outcome '{name}' cannot happen on {group['platform']} instances")
+
+
+@functools.lru_cache(maxsize=1)
+def _schema():
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _validator(schema, definition=None):
+    """A validator of a whole scenario, or of one of the schema's definitions."""
+    if definition:
+        schema = {"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]}
+    return jsonschema.Draft202012Validator(schema)
 
 
 def _where(error):

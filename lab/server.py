@@ -36,7 +36,7 @@ from lab.protocol import (
     service_of,
     verify_signature,
 )
-from lab.routes import ROUTES
+from lab.routes import ROUTES, WATCHED
 from lab.world import World
 
 
@@ -115,7 +115,12 @@ class LabApplication:
     def _dispatch(self, world, credential, caller, operation, environ, body):
         handler = ROUTES.get((operation.service, operation.name))
         if handler is None:
-            return self._forward_to_moto(environ, body, credential.account_id)
+            watcher = WATCHED.get((operation.service, operation.name))
+            published = watcher(world, Call(credential, caller.region, operation)) if watcher else None
+            answer = self._forward_to_moto(environ, body, credential.account_id)
+            if published and answer[0] == 200:
+                published()
+            return answer
         try:
             return serialize(operation, handler(world, Call(credential, caller.region, operation)))
         except AwsError as error:

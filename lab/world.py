@@ -24,6 +24,7 @@ from lab.models import cloudwatch  # noqa: F401  pylint: disable=unused-import
 from lab.models import dynamodb  # noqa: F401  pylint: disable=unused-import
 from lab.models import ec2  # noqa: F401  pylint: disable=unused-import
 from lab.models.drs import DrsService
+from lab.models.events import EventRouter, root_identity, tag_request_parameters
 from lab.models.ssm import SsmService
 from lab.models.sts import IdentityStore, trust_policy
 from lab.scenario import spread
@@ -95,7 +96,10 @@ class World:
         self._event_order = itertools.count()
         self.drs = DrsService(self)
         self.ssm = SsmService(self)
+        self.events = EventRouter(self)
         _seed(self)
+        for change in scenario["changes"]:
+            self.schedule_at(change["at_seconds"], lambda due, change=change: self.apply_change(change, due))
 
     def elapsed(self):
         return self.clock.elapsed()
@@ -112,6 +116,54 @@ class World:
         while self._events and self._events[0][0] <= now:
             due, _order, action = heapq.heappop(self._events)
             action(due)
+
+    def launch(self, group, at=None):
+        """Launch a group of instances while the lab runs, managed by SSM and installable as the scenario's
+        groups are, each publishing its pending and then running state change (stopping and stopped for a group
+        launched stopped); returns their ids."""
+        launched = _add_group(self, group, first_index=sum(1 for i in self.instances.values() if i.group == group["name"]))
+        first_state = "stopping" if group["state"] == "stopped" else "pending"
+        for instance in launched:
+            self.events.state_change(instance.account_id, instance.region, instance.instance_id, first_state, at)
+        return [instance.instance_id for instance in launched]
+
+    def change_tags(self, instance_ids, tags=None, keys=None, at=None):
+        """Set ``tags`` and remove ``keys`` on instances, as someone in their account would with CreateTags and
+        DeleteTags: a Tag Change on Resource event per changed instance, and the calls' CloudTrail events."""
+        by_place = {}
+        for instance_id in instance_ids:
+            instance = self.instances[instance_id]
+            by_place.setdefault((instance.account_id, instance.region), []).append(instance_id)
+        for (account_id, region), ids in by_place.items():
+            backend = ec2_backends[account_id][region]
+            before = {instance_id: dict(backend.tags.get(instance_id, {})) for instance_id in ids}
+            root = root_identity(account_id)
+            if tags:
+                backend.create_tags(ids, dict(tags))
+                self.events.api_call(account_id, region, "CreateTags", root, tag_request_parameters(
+                    ids, [{"Key": key, "Value": value} for key, value in tags.items()]), at)
+            if keys:
+                backend.delete_tag_keys(ids, list(keys))
+                self.events.api_call(account_id, region, "DeleteTags", root, tag_request_parameters(
+                    ids, [{"Key": key} for key in keys]), at)
+            for instance_id in ids:
+                self.events.tag_change(account_id, region, instance_id, before[instance_id],
+                                       dict(backend.tags.get(instance_id, {})), at)
+
+    def group_members(self, group_name, count=None):
+        members = [i.instance_id for i in self.instances.values() if i.group == group_name]
+        return members[:count] if count else members
+
+    def apply_change(self, change, due):
+        """One of the scenario's ``changes``, when the simulated clock reaches its time."""
+        if "launch" in change:
+            self.launch(change["launch"], due)
+        elif "tag" in change:
+            self.change_tags(self.group_members(change["tag"]["group"], change["tag"].get("count")),
+                             tags=change["tag"]["tags"], at=due)
+        else:
+            self.change_tags(self.group_members(change["untag"]["group"], change["untag"].get("count")),
+                             keys=change["untag"]["keys"], at=due)
 
     def denies(self, credential, service, operation_name):
         """Whether the role behind ``credential`` is denied the action ``service:operation_name``:
@@ -166,11 +218,7 @@ def _seed(world):
     operator = scenario["operator"]
     world.identities.add_user(operator["account"], operator["user"], operator["access_key_id"], operator["secret_access_key"])
     for group in scenario["instance_groups"]:
-        for instance in _launch_group(world, group):
-            world.instances[instance.instance_id] = instance
-            world.ssm.add_instance(instance)
-            world.drs.set_replication([instance.instance_id], instance.replication)
-            world.drs.recovery.set_launch([instance.instance_id], instance.launch, instance.launch_seconds)
+        _add_group(world, group)
         registered = group.get("already_registered")
         if registered:
             members = [i for i in world.instances.values() if i.group == group["name"]][: registered["count"]]
@@ -178,7 +226,19 @@ def _seed(world):
                 world.drs.register_existing(instance, registered["account"], registered["region"], registered["replication_state"])
 
 
-def _launch_group(world, group):
+def _add_group(world, group, first_index=0):
+    """Launch a group's instances into moto's EC2 and make them known to SSM and DRS."""
+    world.drs.add_group(group)
+    fleet = _launch_group(world, group, first_index)
+    for instance in fleet:
+        world.instances[instance.instance_id] = instance
+        world.ssm.add_instance(instance)
+        world.drs.set_replication([instance.instance_id], instance.replication)
+        world.drs.recovery.set_launch([instance.instance_id], instance.launch, instance.launch_seconds)
+    return fleet
+
+
+def _launch_group(world, group, first_index=0):
     backend = ec2_backends[group["account"]][group["region"]]
     reservation = backend.run_instances(
         "ami-0lab" + ("windows" if group["platform"] == WINDOWS_PLATFORM else "linux"),
@@ -197,7 +257,7 @@ def _launch_group(world, group):
     low, high = _range(group["install"]["duration_seconds"])
     fleet = []
     for index, instance in enumerate(reservation.instances):
-        name = group["name_pattern"].format(index=index + 1, group=group["name"])
+        name = group["name_pattern"].format(index=first_index + index + 1, group=group["name"])
         instance.add_tags({"Name": name})
         if group["platform"] == WINDOWS_PLATFORM:
             instance.platform = WINDOWS_PLATFORM

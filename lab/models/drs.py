@@ -205,6 +205,10 @@ class DrsService:
 
     # --- seeding and the agent (called by the world and the SSM model) ---
 
+    def add_group(self, group):
+        """A group of instances launched at seeding or while the lab runs: its instance type sizes their hosts."""
+        self._instance_types.setdefault(group["name"], group["instance_type"])
+
     def set_replication(self, instance_ids, text):
         """How these instances' replication goes from now on (see REPLICATION_MODES); a ScenarioError names
         what is wrong with ``text``."""
