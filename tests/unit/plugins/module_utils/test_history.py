@@ -115,6 +115,29 @@ def test_unprotected_instances_are_capped_and_the_rest_counted():
     assert item["unprotected"] == history.MAX_UNPROTECTED + 7
 
 
+def test_verified_replication_is_counted_and_each_unhealthy_server_kept_with_its_state_error_and_lag():
+    def health(verdict, **extra):
+        return {"replication": dict({"verdict": verdict, "reason": f"{verdict} reason", "replication_state": None,
+                                     "error": None, "error_category": None, "remediation": None,
+                                     "lag_seconds": None}, **extra)}
+    [item] = items([
+        instance(1, "installed", **health("healthy", replication_state="CONTINUOUS", lag_seconds=2.0)),
+        instance(2, "installed", **health("syncing", replication_state="CONTINUOUS", lag_seconds=905.5)),
+        instance(3, "installed", wave=2, **health("stalled", replication_state="STALLED",
+                                                  error="UNSTABLE_NETWORK", error_category="network",
+                                                  remediation="open TCP 1500")),
+        instance(4, "failed"),
+    ], waves=[{"wave": 1, "started_at": STARTED, "finished_at": NOW}, {"wave": 2, "started_at": STARTED}])
+    assert item["replication"] == {"healthy": 1, "syncing": 1, "stalled": 1}
+    assert [wave["replication"] for wave in item["waves"]] == [{"healthy": 1, "syncing": 1}, {"stalled": 1}]
+    syncing, stalled = item["unhealthy_replication"]
+    assert (syncing["instance_id"], syncing["verdict"], syncing["replication_state"], syncing["lag_seconds"]) == \
+        ("i-00000000000000002", "syncing", "CONTINUOUS", 905.5)
+    assert (stalled["wave"], stalled["error"], stalled["error_category"], stalled["remediation"],
+            stalled["lag_seconds"]) == (2, "UNSTABLE_NETWORK", "network", "open TCP 1500", None)
+    assert store.deserialize(store.serialize(item)) == item
+
+
 def test_unreachable_accounts_get_a_failed_item_with_the_reason():
     [item] = items([], unreachable=[{"account_id": OTHER, "region": None, "reason": "AccessDenied"}])
     assert item["status"] == "failed" and item["unreachable"] == [{"region": None, "reason": "AccessDenied"}]
