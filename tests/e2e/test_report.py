@@ -634,3 +634,286 @@ def test_an_empty_period_gives_an_empty_report(history_runs, tmp_path):
     html = (output / "report.html").read_text(encoding="utf-8")
     body = html.split("</style>", 1)[1]
     assert "No deployment in this period." in html and "account-cell" not in body and 'class="unprotected"' not in body
+
+
+# --- the estate's DR posture: waves, categories, extension, replication, drills, trend; filters in the page ---
+
+def _latest_verified(items):
+    """Each account's latest item that verified replication."""
+    latest = {}
+    for item in sorted(items, key=lambda item: item["started_at"]):
+        if item.get("replication"):
+            latest[item["source_account_id"]] = item
+    return latest
+
+
+def _drills_in_period(drills, since):
+    return [drill for drill in drills.values() if _time(drill["started_at"]) >= _time(since)]
+
+
+@pytest.fixture(scope="module")
+def default_report(history_runs, tmp_path_factory):
+    """The report of the last 24 hours, written once for the tests that open it with filters in the page."""
+    output = tmp_path_factory.mktemp("default-report")
+    _report(history_runs, output)
+    return output
+
+
+def _rows(dom, name):
+    """(attributes, text) of the filterable rows of one section (data-row)."""
+    return [(attrs, " ".join(words.split())) for attrs, words in dom.texts_with_attribute("data-row")
+            if attrs["data-row"] == name]
+
+
+def _number(text):
+    return None if text == "" else float(text)
+
+
+def test_the_dr_posture_sections_match_the_history(history_runs, default_report, tmp_path):
+    _lab, _table_name, runs, drills = history_runs
+    output = default_report
+    generated = json.loads((output / "deployments.json").read_text(encoding="utf-8"))
+    since, until = generated["filters"]["since"], generated["filters"]["until"]
+    reported = _in_period(runs, since)
+    dom_text, console = _open(output / "report.html", tmp_path, "--dump-dom")
+    assert console == [], "\n".join(console)
+    dom = _Dom(dom_text)
+    assert not [attrs for _tag, attrs in dom.elements if "hidden" in attrs]  # no filter in the address: all shown
+
+    # results by wave: each wave's counts per status summed over every account and run, then per account
+    by_wave, by_wave_account = {}, {}
+    for item in reported:
+        for wave in item["waves"]:
+            by_wave.setdefault(wave["wave"], []).append(wave["by_status"])
+            by_wave_account.setdefault((wave["wave"], item["source_account_id"]), []).append(wave["by_status"])
+    totals = {int(attrs["data-wave-total"]): attrs for attrs in dom.with_class("wave-total")}
+    assert sorted(totals) == sorted(by_wave) == [1, 2]
+    for wave, counts in by_wave.items():
+        figures = outcomes.tally(outcomes.add(*counts))
+        assert _number(totals[wave]["data-success-rate"]) == pytest.approx(figures["success_rate"], abs=1e-4)
+    rows = {(int(attrs["data-wave"]), attrs["data-account"]): attrs for attrs, _words in _rows(dom, "waves")}
+    assert set(rows) == set(by_wave_account)
+    for key, counts in by_wave_account.items():
+        figures = outcomes.tally(outcomes.add(*counts))
+        assert (int(rows[key]["data-attempted"]), int(rows[key]["data-protected"]), int(rows[key]["data-failed"])) == \
+            (figures["attempted"], figures["protected"], figures["failed"]), key
+    assert (int(rows[(2, VAULT)]["data-protected"]), int(rows[(2, VAULT)]["data-failed"])) == (1, 1)
+
+    # failures by error category, per account
+    expected_categories = {}
+    for item in reported:
+        for instance in item["unprotected_instances"]:
+            if outcomes.is_failure(instance["status"]):
+                key = (instance.get("error_category") or "unknown", item["source_account_id"])
+                expected_categories[key] = expected_categories.get(key, 0) + 1
+    shown_categories = {(attrs["data-category"], attrs["data-account"]): int(attrs["data-failed"])
+                        for attrs, _words in _rows(dom, "categories")}
+    assert shown_categories == expected_categories
+    assert shown_categories[("network", LEDGER)] == 1 and shown_categories[("ssm_timeout", VAULT)] == 1
+    category_totals = [(attrs["data-category-total"], int(attrs["data-count-total"]))
+                       for attrs in dom.with_class("category-total")]
+    assert [count for _category, count in category_totals] == sorted((count for _c, count in category_totals),
+                                                                      reverse=True)
+    for category, count in category_totals:
+        assert count == sum(number for (name, _account), number in expected_categories.items() if name == category)
+
+    # extension: the run's record (held by both its items) counted once, each extension a row
+    [verified_ledger, verified_vault] = runs["verified"]
+    extension = verified_ledger["extension"]
+    assert verified_vault["extension"] == extension
+    shown_extensions = [(int(attrs["data-wave"]), attrs["data-target-account-id"], int(attrs["data-requested"]),
+                         int(attrs["data-extended"]), int(attrs["data-already-extended"]), int(attrs["data-failed"]),
+                         int(attrs["data-left-out"]), attrs["data-account"], words)
+                        for attrs, words in _rows(dom, "extensions")]
+    assert [row[:7] for row in shown_extensions] == [
+        (run["wave"], run["target_account_id"], run["requested"], run["extended"], run["already_extended"],
+         run["failed"], run["left_out"]) for run in extension["runs"]]
+    assert {row[7] for row in shown_extensions} == {f"{LEDGER} {VAULT}"}
+    assert extension["runs"][0]["message"] in shown_extensions[0][8]
+
+    # replication health: each account's latest verified run, its servers not healthy, the worst lags
+    latest = _latest_verified(reported)
+    assert latest[LEDGER] is verified_ledger and set(latest) == {LEDGER, VAULT}
+    shown_replication = {attrs["data-account"]: attrs for attrs, _words in _rows(dom, "replication")}
+    assert set(shown_replication) == set(latest)
+    for account_id, item in latest.items():
+        attrs = shown_replication[account_id]
+        counts = item["replication"]
+        other = sum(counts.values()) - sum(counts.get(verdict, 0) for verdict in ("healthy", "syncing", "stalled"))
+        assert [int(attrs[f"data-{name}"]) for name in ("healthy", "syncing", "stalled", "other")] == \
+            [counts.get("healthy", 0), counts.get("syncing", 0), counts.get("stalled", 0), other], account_id
+        lags = [entry["lag_seconds"] for entry in item["unhealthy_replication"] if entry["lag_seconds"] is not None]
+        assert _number(attrs["data-worst-lag-seconds"]) == (max(lags) if lags else None)
+    servers = {(attrs["data-account"], attrs["data-instance-id"]): (attrs, words)
+               for attrs, words in _rows(dom, "replication-servers")}
+    unhealthy = {(account_id, entry["instance_id"]): entry for account_id, item in latest.items()
+                 for entry in item["unhealthy_replication"]}
+    assert set(servers) == set(unhealthy) and len(unhealthy) == 3
+    for key, entry in unhealthy.items():
+        attrs, words = servers[key]
+        assert attrs["data-verdict"] == entry["verdict"] and attrs["data-category"] == (entry["error_category"] or "")
+        assert entry["reason"] in words and _number(attrs["data-lag-seconds"]) == entry["lag_seconds"]
+    # the older run's stalled server is not LEDGER's state now
+    [before] = runs["ledger_before"][0]["unhealthy_replication"]
+    assert before["error"] == "UNSTABLE_NETWORK" and not any(before["error"] in words for _a, words in servers.values())
+    worst = [attrs["data-instance-id"] for attrs, _words in _rows(dom, "lags")]
+    assert worst == [entry["instance_id"] for entry in sorted(
+        (entry for entry in unhealthy.values() if entry["lag_seconds"] is not None),
+        key=lambda entry: -entry["lag_seconds"])]
+    assert len(worst) == 2
+
+    # the last drill of each wave of the period, its recovery time against its RTO
+    period_drills = _drills_in_period(drills, since)
+    assert len(period_drills) == 2
+    expected_drills = {}
+    for drill in sorted(period_drills, key=lambda drill: drill["started_at"]):
+        for wave in drill["waves"]:
+            expected_drills[wave["wave"]] = (drill, wave)
+    shown_drills = {int(attrs["data-wave"]): (attrs, words) for attrs, words in _rows(dom, "drills")}
+    assert set(shown_drills) == set(expected_drills) == {1, 2}
+    for number, (drill, wave) in expected_drills.items():
+        attrs, words = shown_drills[number]
+        assert attrs["data-drill-id"] == drill["run_id"] and attrs["data-status"] == drill["status"]
+        assert _number(attrs["data-recovery-seconds"]) == wave["recovery_seconds"]
+        assert int(attrs["data-rto-seconds"]) == wave["rto_seconds"]
+        assert attrs["data-verdict"] == ("over" if wave["over_rto"] else "met")
+        assert int(attrs["data-launched"]) == wave["launched"]
+        assert int(attrs["data-unlaunched"]) == wave["failed"] + wave["timed_out"]
+        assert ("over the RTO" if wave["over_rto"] else "within the RTO") in words
+    assert shown_drills[1][0]["data-drill-id"] == drills["wave1"]["run_id"]  # the later drill of wave 1
+
+    # the trend: one bar per hour of the period, each with the finished runs that started in it
+    first = _time(since).replace(minute=0, second=0, microsecond=0)
+    hours = []
+    while first <= _time(until):
+        hours.append(first)
+        first += timedelta(hours=1)
+    bars = dom.with_class("trend-bucket")
+    assert [_time(attrs["data-bucket-start"]) for attrs in bars] == hours
+    for attrs in bars:
+        start = _time(attrs["data-bucket-start"])
+        inside = [item for item in reported if start <= _time(item["started_at"]) < start + timedelta(hours=1)
+                  and _shown_status(runs, item) not in ("in_progress", "interrupted")]
+        figures = outcomes.tally(outcomes.add(*(item["by_status"] for item in inside)))
+        assert int(attrs["data-records"]) == len(inside) and int(attrs["data-attempted"]) == figures["attempted"]
+        assert _number(attrs["data-success-rate"]) == (None if figures["success_rate"] is None
+                                                       else pytest.approx(figures["success_rate"], abs=1e-4))
+    assert sum(int(attrs["data-records"]) for attrs in bars) == \
+        sum(_shown_status(runs, item) not in ("in_progress", "interrupted") for item in reported)
+
+    # replication.csv: the servers not healthy of each account's latest verified run; drills.csv: drill by wave
+    replication_rows = _read_csv_rows(output / "replication.csv", REPLICATION_COLUMNS)
+    assert sorted((row["account_id"], row["instance_id"], row["verdict"], row["lag_seconds"], row["error_category"],
+                   row["deployment_id"], row["reason"]) for row in replication_rows) == sorted(
+        (account_id, entry["instance_id"], entry["verdict"],
+         "" if entry["lag_seconds"] is None else f"{entry['lag_seconds']:g}", entry["error_category"] or "",
+         latest[account_id]["deployment_id"], _csv_text(entry["reason"])) for (account_id, _i), entry in unhealthy.items())
+    drill_rows = _read_csv_rows(output / "drills.csv", DRILL_COLUMNS)
+    assert sorted((row["drill_id"], int(row["wave"]), row["status"], row["recovery_seconds"], row["over_rto"])
+                  for row in drill_rows) == sorted(
+        (drill["run_id"], wave["wave"], drill["status"], f"{wave['recovery_seconds']:g}",
+         "true" if wave["over_rto"] else "false") for drill in period_drills for wave in drill["waves"])
+
+    # every row count shown is the number of rows of its section
+    for attrs, words in dom.texts_with_attribute("data-count"):
+        assert int(words) == len(_rows(dom, attrs["data-count"])), attrs
+
+
+def _read_csv_rows(path, columns):
+    raw = path.read_bytes()
+    assert raw.startswith((",".join(columns) + "\r\n").encode())
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == columns
+        return list(reader)
+
+
+def _run_waves(item):
+    return {wave["wave"] for wave in item["waves"]} | {entry["wave"] for entry in item["unprotected_instances"]
+                                                       if entry["wave"] is not None}
+
+
+@pytest.mark.parametrize("chosen", [
+    {"account": LEDGER, "wave": "2"},
+    {"status": "stopped"},
+    {"category": "network"},
+    {"pattern": "multi-account", "wave": "1"},
+])
+def test_filters_in_the_page_from_the_url_fragment_hide_exactly_the_rows_that_do_not_match(
+        history_runs, default_report, tmp_path, chosen):
+    _lab, _table_name, runs, drills = history_runs
+    output = default_report
+    since = json.loads((output / "deployments.json").read_text(encoding="utf-8"))["filters"]["since"]
+    reported = _in_period(runs, since)
+    fragment = "&".join(f"{key}={value}" for key, value in chosen.items())
+    dom_text, console = _open(output / "report.html", tmp_path, "--dump-dom", fragment=fragment)
+    assert console == [], "\n".join(console)
+    dom = _Dom(dom_text)
+
+    def visible(section):
+        return [attrs for attrs, _words in _rows(dom, section) if "hidden" not in attrs]
+
+    # the runs (timeline) shown are those of the account, status, pattern, waves and categories chosen
+    def run_matches(item):
+        return (chosen.get("account", item["source_account_id"]) == item["source_account_id"]
+                and chosen.get("status", _shown_status(runs, item)) == _shown_status(runs, item)
+                and chosen.get("pattern", item["deployment_pattern"]) == item["deployment_pattern"]
+                and ("wave" not in chosen or int(chosen["wave"]) in _run_waves(item))
+                and ("category" not in chosen or chosen["category"] in
+                     {entry["error_category"] for entry in item["unprotected_instances"]}))
+    assert sorted((attrs["data-deployment-id"], attrs["data-account"]) for attrs in visible("timeline")) == \
+        sorted((item["deployment_id"], item["source_account_id"]) for item in reported if run_matches(item))
+
+    # the unprotected instances shown are those of the runs, waves and categories chosen
+    def instance_matches(item, instance):
+        return (chosen.get("account", item["source_account_id"]) == item["source_account_id"]
+                and chosen.get("status", _shown_status(runs, item)) == _shown_status(runs, item)
+                and chosen.get("pattern", item["deployment_pattern"]) == item["deployment_pattern"]
+                and chosen.get("wave", str(instance["wave"])) == str(instance["wave"])
+                and chosen.get("category", instance.get("error_category")) == instance.get("error_category"))
+    expected = sorted((item["deployment_id"], instance["instance_id"]) for item in reported
+                      for instance in item["unprotected_instances"] if instance_matches(item, instance))
+    assert sorted((attrs["data-deployment-id"], attrs["data-instance-id"]) for attrs in visible("unprotected")) == \
+        expected
+    assert expected, "each case shows some unprotected instances"
+    failed = sorted(instance_id for _deployment, instance_id in expected
+                    if any(instance["instance_id"] == instance_id and outcomes.is_failure(instance["status"])
+                           for item in reported for instance in item["unprotected_instances"]))
+    assert sorted(attrs["data-instance-id"] for attrs in visible("failures")) == failed
+
+    # the drills shown are those of the wave and status chosen (a drill has no account, pattern or category)
+    period_drills = _drills_in_period(drills, since)
+    last = {}
+    for drill in sorted(period_drills, key=lambda drill: drill["started_at"]):
+        for wave in drill["waves"]:
+            last[wave["wave"]] = drill
+    assert sorted(int(attrs["data-wave"]) for attrs in visible("drills")) == sorted(
+        wave for wave, drill in last.items()
+        if chosen.get("wave", str(wave)) == str(wave) and chosen.get("status", drill["status"]) == drill["status"])
+
+    # every filterable row: hidden exactly when one of its filter attributes lacks the value chosen
+    for attrs, _words in dom.texts_with_attribute("data-row"):
+        matches = all(f"data-{key}" not in attrs or value in attrs[f"data-{key}"].split()
+                      for key, value in chosen.items())
+        assert ("hidden" not in attrs) == matches, attrs
+    # a group none of whose rows is shown is hidden too; the counts are those of the rows shown
+    for attrs, words in dom.texts_with_attribute("data-count"):
+        assert int(words) == len(visible(attrs["data-count"])), attrs
+    [(_attrs, state)] = [(attrs, words) for attrs, words in dom.texts_with_attribute("id")
+                         if attrs["id"] == "filter-state"]
+    for key, value in chosen.items():
+        assert f"{key} {value}" in state
+
+
+def test_a_hostile_fragment_stays_inert_and_shows_no_row_of_any_account(default_report, tmp_path):
+    output = default_report
+    fragment = "account=%3Cimg%20src%3Dx%20onerror%3D%22console.error('xss-fragment')%22%3E"
+    dom_text, console = _open(output / "report.html", tmp_path, "--dump-dom", fragment=fragment)
+    assert console == [], "\n".join(console)
+    dom = _Dom(dom_text)
+    assert not [tag for tag, _attrs in dom.elements if tag == "img"]
+    rows = dom.texts_with_attribute("data-row")
+    assert rows and all(("hidden" in attrs) == ("data-account" in attrs) for attrs, _words in rows)
+    assert any("data-account" not in attrs for attrs, _words in rows)  # the drills, which belong to no account
+    options = [words for attrs, words in dom.texts_with_attribute("value") if "not in this report" in words]
+    assert options == ["<img src=x onerror=\"console.error('xss-fragment')\"> (not in this report)"]
