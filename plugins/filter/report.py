@@ -10,10 +10,14 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import outcomes
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.report import (
     deployments_export,
+    drills_csv,
     failures_csv,
+    flatten_drills,
     flatten_failures,
+    flatten_unhealthy,
     flatten_unprotected,
     percent,
+    replication_csv,
     report_data,
     success_band,
     time_range,
@@ -28,11 +32,11 @@ def _time_range(since=None, until=None, now=None, window_hours=24):
         raise AnsibleFilterError(str(error)) from None
 
 
-def _report_data(deployments, filters=None, generated_at=None):
+def _report_data(deployments, filters=None, generated_at=None, drills=None):
     # An instance status outcomes does not know means the history holds items this collection cannot count:
     # the report stops rather than count them as something else.
     try:
-        return report_data(deployments, filters, generated_at)
+        return report_data(deployments, filters, generated_at, drills)
     except outcomes.UnknownStatus as error:
         raise AnsibleFilterError(f"the deployment history holds an unknown instance status: {error}") from None
 
@@ -46,6 +50,10 @@ class FilterModule:
             "drs_report_failures_csv": failures_csv,
             "drs_report_unprotected": flatten_unprotected,
             "drs_report_unprotected_csv": unprotected_csv,
+            "drs_report_unhealthy_replication": flatten_unhealthy,
+            "drs_report_replication_csv": replication_csv,
+            "drs_report_drills": flatten_drills,
+            "drs_report_drills_csv": drills_csv,
             "drs_report_deployments_export": deployments_export,
             "drs_report_percent": percent,
             "drs_success_band": success_band,

@@ -49,6 +49,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.query import flatten
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.query import info_option_errors
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.query import query_history
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.query import RECORD_TYPES
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.store import DEFAULT_SPOOL_DIR
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.store import WRITE_RETRY
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.store import Store
@@ -58,7 +59,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._
 __all__ = (
     "AccountNames", "DEFAULT_SPOOL_DIR", "DEPLOYMENT_STATUSES", "FAILURE_STATUSES", "FILTER_STATUSES",
     "HistoryInputError", "INTERRUPTED", "IN_PROGRESS", "LEASE_RENEWAL", "LEASE_SECONDS", "MAX_UNPROTECTED",
-    "PATTERNS", "STOPPED", "Store", "WRITE_RETRY", "build_items", "deployment_items", "derive_pattern",
+    "PATTERNS", "RECORD_TYPES", "STOPPED", "Store", "WRITE_RETRY", "build_items", "deployment_items", "derive_pattern",
     "effective_status", "error_text", "failed_instances", "flatten", "info_option_errors", "iso",
     "job_deployment_id", "judge_wave", "names_of", "parse_time", "query_history", "record_finished",
     "record_option_errors", "spooled_files", "time_range_errors",

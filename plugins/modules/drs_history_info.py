@@ -23,6 +23,11 @@ description:
     O(failures_only) V(partial), V(failed), V(stopped) and V(interrupted); with no filter or only a time range
     every status) and the answers are merged by time. O(since) and O(until) are a key condition on C(timestamp); the other filters are applied as a
     filter expression.
+  - With O(record_type=drill) it returns the recovery drills instead (one item per drill, written by the
+    C(drs_drill) role), in RV(drills). O(deployment_id) (C(drill#) and the drill id) queries the table, else
+    C(StatusIndex) is queried for V(finished) and V(stopped), the drill statuses; O(since) and O(until) select
+    drills by their start. O(account_id), O(status), O(deployment_pattern) and O(failures_only) filter
+    deployments only and are refused with drills.
   - At most O(limit) deployments are returned per call; RV(next_token) resumes where the call stopped when given
     back as O(next_token) with the same filters.
   - Read-only; safe in check mode. The options are checked before any AWS call.
@@ -60,6 +65,13 @@ options:
     description:
       - Only deployments that started at or before this time, ISO 8601 or epoch seconds.
     type: str
+  record_type:
+    description:
+      - What to read, V(deployment) (the deployments, one item per source account and run) or V(drill) (the
+        recovery drills, returned in RV(drills)).
+    type: str
+    choices: [deployment, drill]
+    default: deployment
   failures_only:
     description:
       - Only deployments with status V(partial), V(failed), V(stopped) or V(interrupted).
@@ -148,6 +160,38 @@ deployments:
       description: The account's unprotected instances (see RV(unprotected_instances) for their fields).
       type: list
       elements: dict
+drills:
+  description:
+    - The drills found (O(record_type=drill)), newest first, one item per drill as the drill action records it.
+  returned: when O(record_type=drill)
+  type: list
+  elements: dict
+  contains:
+    deployment_id:
+      description: C(drill#) and the drill id.
+      type: str
+    run_id:
+      description: The drill id.
+      type: str
+    status:
+      description: V(finished), or V(stopped) when the drill was stopped by Ctrl-C or a termination signal.
+      type: str
+    started_at:
+      description: When the drill started, ISO 8601 UTC.
+      type: str
+    finished_at:
+      description: When the drill ended, ISO 8601 UTC.
+      type: str
+    waves:
+      description:
+        - Each wave drilled, with C(wave), C(servers), C(launched), C(failed), C(timed_out), C(stopped),
+          C(not_protected), C(jobs), C(recovery_seconds) (from its first job's creation to the end of its last
+          job; null when nothing was launched), C(rto_seconds) (null without an RTO) and C(over_rto).
+      type: list
+      elements: dict
+    totals:
+      description: The servers' outcomes summed over the waves.
+      type: dict
 failed_instances:
   description: The failed instances of the returned deployments, flattened, each with its deployment's fields.
   returned: always
@@ -222,6 +266,7 @@ def main():
         since=dict(type="str"),
         until=dict(type="str"),
         failures_only=dict(type="bool", default=False),
+        record_type=dict(type="str", default="deployment", choices=list(history.RECORD_TYPES)),
         limit=dict(type="int", default=100),
         next_token=dict(type="str", no_log=False),
     )

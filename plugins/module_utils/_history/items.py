@@ -246,13 +246,22 @@ def build_items(record, names, now, ttl_days):
         if verified:
             item["replication"] = verified
             item["unhealthy_replication"] = [
-                dict({key: instance.get(key) for key in ("instance_id", "name", "region", "wave")},
-                     **{key: trim(instance["replication"][key]) if instance["replication"].get(key) else None
-                        for key in ("verdict", "reason", "remediation")})
-                for instance in settled
+                _unhealthy_entry(instance) for instance in settled
                 if (instance.get("replication") or {}).get("verdict") not in (None, "healthy")][:MAX_UNPROTECTED]
         items.append(item)
     return items
+
+
+def _unhealthy_entry(instance):
+    """A server whose replication is not healthy, as the item keeps it: where it is, its verdict and why, its
+    replication state and error, and its lag (seconds, None when DRS gave none)."""
+    health = instance["replication"]
+    entry = {key: instance.get(key) for key in ("instance_id", "name", "region", "wave")}
+    entry.update({key: trim(health[key]) if health.get(key) else None
+                  for key in ("verdict", "reason", "replication_state", "error", "error_category", "remediation")})
+    lag = health.get("lag_seconds")
+    entry["lag_seconds"] = None if lag is None else float(lag)
+    return entry
 
 
 def _accounts(record):

@@ -10,6 +10,11 @@ PatternIndex; else StatusIndex once per status wanted, the answers merged by tim
 condition on ``timestamp``; the other filters are a filter expression. ``interrupted`` is not stored: it is an
 ``in_progress`` item whose ``lease_until`` has passed, so it is asked for as such (and ``in_progress`` as one
 whose lease has not).
+
+Drills (``record_type`` ``drill``, written by the drill action: one item per drill, no source account or
+pattern) are read with ``record_type="drill"``: ``deployment_id`` (``drill#<id>``) queries the table, else
+StatusIndex is queried for each drill status (``finished``, ``stopped``); a filter on ``record_type`` keeps
+the other kind out either way.
 """
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import inputs
@@ -31,6 +36,12 @@ ACCOUNT_INDEX = "AccountIndex"
 STATUS_INDEX = "StatusIndex"
 PATTERN_INDEX = "PatternIndex"
 STORED_STATUSES = (IN_PROGRESS, "success", "partial", "failed", "stopped")
+DEPLOYMENT = "deployment"
+DRILL = "drill"
+RECORD_TYPES = (DEPLOYMENT, DRILL)
+DRILL_STATUSES = ("finished", "stopped")
+# The filters that only deployments have.
+DEPLOYMENT_FILTERS = ("account_id", "status", "deployment_pattern")
 CONTEXT_FIELDS = ("deployment_id", "timestamp", "source_account_id", "source_account_name", "deployment_pattern")
 
 
@@ -44,6 +55,11 @@ def info_option_errors(params):
     if not 1 <= params["limit"] <= 1000:
         errors.append(f"limit must be from 1 to 1000, not {params['limit']}")
     errors.extend(time_range_errors(params, "since", "until"))
+    if params.get("record_type") == DRILL:
+        errors.extend(f"{name} filters deployments, not drills (record_type drill)"
+                      for name in DEPLOYMENT_FILTERS if params.get(name) is not None)
+        if params.get("failures_only"):
+            errors.append("failures_only filters deployments, not drills (record_type drill)")
     if params.get("next_token") is not None:
         try:
             decode_token(params["next_token"], len(plan_queries(params)["queries"]))
@@ -55,6 +71,10 @@ def info_option_errors(params):
 def plan_queries(params):
     """The Queries that answer the filters, (index or None, key attribute, key value), and the statuses asked
     for (None: any), which become filter conditions where the key does not decide them."""
+    if params.get("record_type") == DRILL:
+        if params.get("deployment_id"):
+            return {"queries": [(None, "deployment_id", params["deployment_id"])], "statuses": None}
+        return {"queries": [(STATUS_INDEX, "status", status) for status in DRILL_STATUSES], "statuses": None}
     statuses = [params["status"]] if params.get("status") else None
     if params.get("failures_only"):
         statuses = [status for status in (statuses or FAILURE_STATUSES) if status in FAILURE_STATUSES]
@@ -84,7 +104,7 @@ def time_bounds(params):
 def _query_request(params, query, statuses, since, until, now):
     index, attribute, value = query
     names = {"#k": attribute, "#r": "record_type"}
-    values = {":k": {"S": value}, ":deployment": {"S": "deployment"}}
+    values = {":k": {"S": value}, ":type": {"S": params.get("record_type") or DEPLOYMENT}}
     condition = "#k = :k"
     if since or until:
         names["#t"] = "timestamp"
@@ -97,7 +117,7 @@ def _query_request(params, query, statuses, since, until, now):
     elif until:
         condition += " AND #t <= :until"
         values[":until"] = {"S": until}
-    clauses = ["#r = :deployment"]
+    clauses = ["#r = :type"]
     if params.get("account_id") and attribute != "source_account_id":
         names["#a"] = "source_account_id"
         values[":a"] = {"S": params["account_id"]}
@@ -137,7 +157,8 @@ def _cursor_key(raw, query):
 
 
 def query_history(dynamodb, params, now):
-    """The deployments that match ``params``, newest first, at most ``limit``, and the token for the rest.
+    """The deployments (or, with ``record_type`` ``drill``, the drills) that match ``params``, newest first, at
+    most ``limit``, and the token for the rest.
 
     Each Query reads forward from its cursor until it has ``limit`` matches or ends; the matches are merged by
     time and the first ``limit`` returned; each Query's cursor moves to its last returned item, so the next
@@ -185,8 +206,12 @@ def query_history(dynamodb, params, now):
             new_cursors[number] = more_after[number]
         else:
             new_cursors[number] = "done"
-    deployments = [shown(deserialize(entry[4]), now) for entry in taken]
     next_token = encode_token(finger, new_cursors) if any(cursor != "done" for cursor in new_cursors) else None
+    if params.get("record_type") == DRILL:
+        drills = [deserialize(entry[4]) for entry in taken]
+        return {"drills": drills, "deployments": [], "failed_instances": [], "unprotected_instances": [],
+                "next_token": next_token, "count": len(drills)}
+    deployments = [shown(deserialize(entry[4]), now) for entry in taken]
     return {
         "deployments": deployments,
         "failed_instances": flatten(deployments, "failed_instances"),

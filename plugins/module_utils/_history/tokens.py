@@ -14,7 +14,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._
 
 TOKEN_VERSION = 2
 FINGERPRINT_KEYS = ("table_name", "deployment_id", "account_id", "status", "deployment_pattern", "since", "until",
-                    "failures_only")
+                    "failures_only", "record_type")
 
 
 def fingerprint(params):

@@ -115,6 +115,29 @@ def test_unprotected_instances_are_capped_and_the_rest_counted():
     assert item["unprotected"] == history.MAX_UNPROTECTED + 7
 
 
+def test_verified_replication_is_counted_and_each_unhealthy_server_kept_with_its_state_error_and_lag():
+    def health(verdict, **extra):
+        return {"replication": dict({"verdict": verdict, "reason": f"{verdict} reason", "replication_state": None,
+                                     "error": None, "error_category": None, "remediation": None,
+                                     "lag_seconds": None}, **extra)}
+    [item] = items([
+        instance(1, "installed", **health("healthy", replication_state="CONTINUOUS", lag_seconds=2.0)),
+        instance(2, "installed", **health("syncing", replication_state="CONTINUOUS", lag_seconds=905.5)),
+        instance(3, "installed", wave=2, **health("stalled", replication_state="STALLED",
+                                                  error="UNSTABLE_NETWORK", error_category="network",
+                                                  remediation="open TCP 1500")),
+        instance(4, "failed"),
+    ], waves=[{"wave": 1, "started_at": STARTED, "finished_at": NOW}, {"wave": 2, "started_at": STARTED}])
+    assert item["replication"] == {"healthy": 1, "syncing": 1, "stalled": 1}
+    assert [wave["replication"] for wave in item["waves"]] == [{"healthy": 1, "syncing": 1}, {"stalled": 1}]
+    syncing, stalled = item["unhealthy_replication"]
+    assert (syncing["instance_id"], syncing["verdict"], syncing["replication_state"], syncing["lag_seconds"]) == \
+        ("i-00000000000000002", "syncing", "CONTINUOUS", 905.5)
+    assert (stalled["wave"], stalled["error"], stalled["error_category"], stalled["remediation"],
+            stalled["lag_seconds"]) == (2, "UNSTABLE_NETWORK", "network", "open TCP 1500", None)
+    assert store.deserialize(store.serialize(item)) == item
+
+
 def test_unreachable_accounts_get_a_failed_item_with_the_reason():
     [item] = items([], unreachable=[{"account_id": OTHER, "region": None, "reason": "AccessDenied"}])
     assert item["status"] == "failed" and item["unreachable"] == [{"region": None, "reason": "AccessDenied"}]
@@ -180,6 +203,89 @@ STORED = ("in_progress", "success", "partial", "failed", "stopped")
 def test_every_filter_combination_is_planned_as_queries(overrides, queries, statuses):
     plan = query.plan_queries(info(**overrides))
     assert plan["queries"] == queries and plan["statuses"] == statuses
+
+
+@pytest.mark.parametrize(("overrides", "queries"), [
+    ({}, [("StatusIndex", "status", "finished"), ("StatusIndex", "status", "stopped")]),
+    ({"since": "2026-01-01"}, [("StatusIndex", "status", "finished"), ("StatusIndex", "status", "stopped")]),
+    ({"deployment_id": "drill#d-1"}, [(None, "deployment_id", "drill#d-1")]),
+])
+def test_drills_are_read_on_the_status_index_for_the_drill_statuses_or_by_their_id(overrides, queries):
+    params_ = info(record_type="drill", **overrides)
+    plan = query.plan_queries(params_)
+    assert plan["queries"] == queries and plan["statuses"] is None
+    request = query._query_request(params_, queries[0], None, *query.time_bounds(params_), NOW)
+    assert request["FilterExpression"] == "#r = :type"
+    assert request["ExpressionAttributeValues"][":type"] == {"S": "drill"}
+    deployments = query._query_request(info(), ("StatusIndex", "status", "success"), None, None, None, NOW)
+    assert deployments["ExpressionAttributeValues"][":type"] == {"S": "deployment"}
+
+
+@pytest.mark.parametrize("overrides", [{"account_id": SOURCE}, {"status": "failed"},
+                                       {"deployment_pattern": "same-account"}, {"failures_only": True}])
+def test_the_filters_of_deployments_are_refused_for_drills(overrides):
+    [name] = overrides
+    assert f"{name} filters deployments, not drills (record_type drill)" in \
+        history.info_option_errors(info(record_type="drill", **overrides))
+
+
+class QueryDynamo:
+    """Query over items held in memory, on the table or an index, with the key condition on the hash key and
+    ``timestamp``, the filter on ``record_type`` and pages of at most ``Limit`` items."""
+
+    def __init__(self, held):
+        self.held = held
+        self.requests = []
+
+    def query(self, aws_retry, **request):
+        self.requests.append(request)
+        values = request["ExpressionAttributeValues"]
+        attribute = request["ExpressionAttributeNames"]["#k"]
+        found = sorted((item for item in self.held if item.get(attribute) == values[":k"]["S"]
+                        and values.get(":since", {"S": ""})["S"] <= item["timestamp"] <= values.get(":until", {"S": "~"})["S"]),
+                       key=lambda item: item["timestamp"], reverse=True)
+        if "ExclusiveStartKey" in request:
+            found = [item for item in found if item["timestamp"] < request["ExclusiveStartKey"]["timestamp"]["S"]]
+        page, rest = found[:request["Limit"]], found[request["Limit"]:]
+        page_items = [store.serialize(item) for item in page if item["record_type"] == values[":type"]["S"]]
+        answer = {"Items": page_items}
+        if rest:
+            answer["LastEvaluatedKey"] = {key: {"S": page[-1][key]} for key in ("deployment_id", "timestamp", attribute)}
+        return answer
+
+
+def drill_item(hour, status="finished"):
+    started = f"2026-05-31T{hour:02d}:00:00.000Z"
+    return {"deployment_id": f"drill#d{hour}", "timestamp": started, "record_type": "drill", "run_id": f"d{hour}",
+            "status": status, "started_at": started, "finished_at": f"2026-05-31T{hour:02d}:40:00.000Z",
+            "waves": [{"wave": 1, "servers": 2, "launched": 2, "failed": 0, "timed_out": 0, "stopped": 0,
+                       "not_protected": 0, "jobs": 1, "recovery_seconds": 812.5, "rto_seconds": 900,
+                       "over_rto": False}],
+            "totals": {"servers": 2, "launched": 2}}
+
+
+def test_drills_page_newest_first_across_their_statuses_and_deployments_stay_out():
+    [deployment] = items([instance(1, "installed")])
+    deployment["timestamp"] = "2026-05-31T05:30:00.000Z#x"
+    deployment["status"] = "finished"  # even a deployment item under a drill status is not a drill
+    held = [drill_item(hour, "stopped" if hour == 4 else "finished") for hour in (1, 2, 4, 6, 7)] + [deployment]
+    dynamo = QueryDynamo(held)
+    pages, token = [], None
+    while True:
+        answer = query.query_history(dynamo, info(record_type="drill", limit=2, next_token=token,
+                                                  since="2026-05-31T02:00:00Z"), NOW)
+        pages.append(answer)
+        token = answer["next_token"]
+        if token is None:
+            break
+    found = [drill["run_id"] for page in pages for drill in page["drills"]]
+    assert found == ["d7", "d6", "d4", "d2"]
+    assert all(page["deployments"] == [] and page["count"] == len(page["drills"]) <= 2 for page in pages)
+    assert pages[0]["drills"][0]["waves"][0]["recovery_seconds"] == 812.5
+    assert {request.get("IndexName") for request in dynamo.requests} == {"StatusIndex"}
+    # a drill query's token does not resume a deployment query
+    with pytest.raises(history.HistoryInputError, match="for these filters"):
+        query.query_history(dynamo, info(limit=2, next_token=pages[0]["next_token"], since="2026-05-31T02:00:00Z"), NOW)
 
 
 def test_interrupted_and_in_progress_are_told_apart_by_the_lease_in_the_query():

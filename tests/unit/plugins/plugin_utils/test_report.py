@@ -1,7 +1,9 @@
 """The drs_report role's logic: time range, colour bands, per-account figures, unprotected instances and the CSV
 exports, over history items in the layout drs_history_info returns."""
 
+import base64
 import csv
+import hashlib
 import io
 from datetime import datetime, timedelta, timezone
 
@@ -9,6 +11,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.filter.report import FilterModule
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import history
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import outcomes
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils import report
 
@@ -309,3 +312,207 @@ def test_times_and_durations_for_people():
     assert report.display_time(None) == ""
     assert [report.display_duration(value) for value in (None, 45, 60, 725.4, 7380)] == \
         ["", "45 s", "1 min", "12 min 5 s", "2 h 3 min"]
+
+
+# --- waves, categories, extension, replication, drills, trend and the page's filters -------------------------
+
+A, B = "111111111111", "222222222222"
+
+
+def _built(started, instances, accounts, extension=None, final=True, run_id=None):
+    """A run's items laid out by the history's own build_items, as drs_history_info returns them."""
+    waves = sorted({entry["wave"] for entry in instances if entry.get("wave") is not None})
+    record = {"deployment_id": f"d-{started:%H%M}", "run_id": run_id or f"run-{started:%d%H%M}", "pattern": None,
+              "started_at": started, "finished_at": started + timedelta(minutes=30) if final else None,
+              "final": final, "stopped": False, "stop_reason": None, "stopped_after_wave": None,
+              "accounts": [{"account_id": account, "name": f"name {account}", "staging_account_id": "333333333333",
+                            "regions": ["eu-west-1"]} for account in accounts],
+              "instances": instances, "waves": [{"wave": wave, "started_at": started, "finished_at": started}
+                                                for wave in waves],
+              "unreachable": [], "extension": extension, "in_flight": []}
+    items = history.build_items(record, {account: f"name {account}" for account in accounts},
+                                started + timedelta(minutes=30), 90)
+    for item in items:
+        item.pop("ttl")
+    return items
+
+
+def _instance(serial, account, status, wave=1, category=None, replication=None):
+    entry = {"instance_id": f"i-{serial:05d}", "account_id": account, "region": "eu-west-1", "wave": wave,
+             "priority": "high", "name": f"server {serial}", "status": status}
+    if outcomes.is_failure(status):
+        entry.update(error_category=category, reason="exit 1", remediation="Read the log.")
+    if replication:
+        entry["replication"] = dict({"reason": "why", "replication_state": None, "error": None,
+                                     "error_category": None, "remediation": None, "lag_seconds": None},
+                                    **replication)
+    return entry
+
+
+def test_results_by_wave_sum_each_waves_figures_over_accounts_and_runs():
+    first = _built(START, [_instance(1, A, "installed"), _instance(2, A, "failed", category="network"),
+                           _instance(3, B, "installed", wave=2), _instance(4, B, "timed_out", wave=2,
+                                                                          category="ssm_timeout")], [A, B])
+    second = _built(START + timedelta(hours=1), [_instance(5, A, "installed"), _instance(6, A, "installed", wave=2)],
+                    [A])
+    waves = report.wave_rows(first + second)
+    assert [wave["wave"] for wave in waves] == [1, 2]
+    one, two = waves
+    assert (one["attempted"], one["protected"], one["failed"], one["runs"]) == (3, 2, 1, 2)
+    assert one["success_rate"] == pytest.approx(2 / 3, abs=1e-4) and one["band"] == "red"
+    assert [(row["account_id"], row["attempted"], row["runs"]) for row in one["accounts"]] == [(A, 3, 2)]
+    assert (two["attempted"], two["protected"], two["failed"]) == (3, 2, 1)
+    assert [(row["account_id"], row["protected"], row["failed"]) for row in two["accounts"]] == [(A, 1, 0), (B, 1, 1)]
+    assert one["accounts"][0]["statuses"] == "partial success" and one["account_ids"] == A
+
+
+def test_failures_are_counted_by_error_category_most_first_then_by_account():
+    failures = report.flatten_failures(
+        _built(START, [_instance(1, A, "failed", category="network"), _instance(2, A, "timed_out", category="network"),
+                       _instance(3, B, "failed", category="network", wave=3), _instance(4, B, "failed"),
+                       _instance(5, B, "skipped_ssm_offline")], [A, B]))
+    categories = report.failure_categories(failures)
+    assert [(row["error_category"], row["count"]) for row in categories] == [("network", 3), ("unknown", 1)]
+    network = categories[0]["accounts"]
+    assert [(row["account_id"], row["count"], row["waves"]) for row in network] == [(A, 2, "1"), (B, 1, "3")]
+    assert network[0]["instance_statuses"] == "1 failed, 1 timed_out"
+
+
+def test_extension_results_are_counted_once_per_run_and_go_to_the_accounts_of_their_staging_account():
+    extension = {"totals": {"extended": 5, "already_extended": 1, "failed": 2, "left_out": 1}, "runs": [
+        {"wave": 1, "target_account_id": "999999999999", "staging_account_id": "333333333333", "region": "eu-west-1",
+         "requested": 6, "extended": 4, "already_extended": 1, "failed": 1, "left_out": 0},
+        {"wave": 2, "target_account_id": "999999999999", "staging_account_id": "333333333333", "region": "eu-west-1",
+         "requested": 3, "extended": 1, "already_extended": 0, "failed": 1, "left_out": 1,
+         "message": "1 server(s) could not be extended"}]}
+    items = _built(START, [_instance(1, A, "installed"), _instance(2, B, "installed")], [A, B], extension=extension)
+    assert len(items) == 2 and all(item["extension"] == extension for item in items)
+    rows = report.extension_rows(items)
+    assert [(row["wave"], row["requested"], row["extended"], row["already_extended"], row["failed"], row["left_out"])
+            for row in rows] == [(1, 6, 4, 1, 1, 0), (2, 3, 1, 0, 1, 1)]
+    assert rows[1]["message"] == "1 server(s) could not be extended"
+    assert {row["accounts"] for row in rows} == {f"{A} {B}"} and rows[0]["pattern"] == "multi-account"
+    assert report.extension_rows(_built(START, [_instance(1, A, "installed")], [A])) == []
+
+
+def test_replication_health_takes_each_accounts_latest_verified_run_and_its_worst_lags():
+    older = _built(START, [_instance(1, A, "installed", replication={"verdict": "stalled"})], [A])
+    newer = _built(START + timedelta(hours=2), [
+        _instance(2, A, "installed", replication={"verdict": "healthy", "lag_seconds": 1.0}),
+        _instance(3, A, "installed", replication={"verdict": "syncing", "lag_seconds": 600.0}),
+        _instance(4, A, "installed", wave=2, replication={"verdict": "syncing", "lag_seconds": 7300.0}),
+        _instance(5, A, "installed", replication={"verdict": "stalled", "error": "UNSTABLE_NETWORK",
+                                                  "error_category": "network"}),
+        _instance(6, A, "installed", replication={"verdict": "disconnected"})], [A])
+    unverified = _built(START + timedelta(hours=3), [_instance(7, A, "installed")], [A])
+    other = _built(START, [_instance(8, B, "installed", replication={"verdict": "healthy", "lag_seconds": 0.0})], [B])
+    rows = report.replication_health(older + newer + unverified + other)
+    assert [row["account_id"] for row in rows] == [A, B]
+    first, second = rows
+    assert first["deployment_id"] == newer[0]["deployment_id"]
+    assert (first["healthy"], first["syncing"], first["stalled"], first["other"], first["servers_checked"]) == \
+        (1, 2, 1, 1, 5)
+    assert first["counts"]["disconnected"] == 1 and first["health"] == "unhealthy"
+    assert [server["instance_id"] for server in first["servers"]] == ["i-00004", "i-00003", "i-00005", "i-00006"]
+    assert first["worst_lag_seconds"] == 7300.0 and first["worst_lag"] == "2 h 1 min"
+    assert first["categories"] == "network" and first["waves"] == "1 2"
+    assert (second["healthy"], second["health"], second["servers"], second["worst_lag"]) == (1, "healthy", [], "")
+    assert [server["instance_id"] for server in report.worst_lags(rows)] == ["i-00004", "i-00003"]
+    assert [server["instance_id"] for server in report.worst_lags(rows, 1)] == ["i-00004"]
+
+
+def _drill(hour, waves, status="finished"):
+    started = START + timedelta(hours=hour)
+    return {"deployment_id": f"drill#dr{hour}", "timestamp": _iso(started), "record_type": "drill",
+            "run_id": f"dr{hour}", "status": status, "started_at": _iso(started),
+            "finished_at": _iso(started + timedelta(minutes=50)),
+            "waves": [dict({"servers": 3, "launched": 3, "failed": 0, "timed_out": 0, "stopped": 0,
+                            "not_protected": 0, "jobs": 1, "rto_seconds": None, "over_rto": False}, **wave)
+                      for wave in waves]}
+
+
+def test_the_last_drill_of_each_wave_with_its_recovery_time_against_its_rto():
+    drills = [
+        _drill(5, [{"wave": 1, "recovery_seconds": 700.0, "rto_seconds": 900}]),
+        _drill(1, [{"wave": 1, "recovery_seconds": 1200.0, "rto_seconds": 900, "over_rto": True},
+                   {"wave": 2, "recovery_seconds": 950.5, "rto_seconds": 900, "over_rto": True, "launched": 2,
+                    "failed": 1}]),
+        _drill(3, [{"wave": 3, "recovery_seconds": None, "launched": 0, "timed_out": 3}], status="stopped"),
+    ]
+    rows = report.last_drill_per_wave(drills)
+    assert [(row["wave"], row["drill_id"], row["drills"]) for row in rows] == [(1, "dr5", 2), (2, "dr1", 1),
+                                                                              (3, "dr3", 1)]
+    one, two, three = rows
+    assert (one["recovery"], one["rto"], one["verdict"]) == ("11 min 40 s", "15 min", "met")
+    assert (two["recovery"], two["verdict"], two["launched"], two["unlaunched"]) == ("15 min 50 s", "over", 2, 1)
+    assert (three["recovery"], three["verdict"], three["status"], three["unlaunched"]) == \
+        ("not recovered", "none", "stopped", 3)
+    assert [(row["drill_id"], row["wave"]) for row in report.flatten_drills(drills)] == \
+        [("dr1", 1), ("dr1", 2), ("dr3", 3), ("dr5", 1)]
+
+
+def test_drills_and_replication_csv_one_row_per_drill_wave_and_per_server_not_healthy():
+    drills = [_drill(1, [{"wave": 2, "recovery_seconds": 950.5, "rto_seconds": 900, "over_rto": True},
+                         {"wave": 1, "recovery_seconds": None}])]
+    rows = list(csv.DictReader(io.StringIO(report.drills_csv(report.flatten_drills(drills)))))
+    assert list(rows[0]) == list(report.DRILL_CSV_COLUMNS)
+    assert [(row["wave"], row["recovery_seconds"], row["rto_seconds"], row["over_rto"]) for row in rows] == \
+        [("1", "", "", "false"), ("2", "950.5", "900", "true")]
+    assert rows[0]["drill_id"] == "dr1" and rows[0]["started_at"] == drills[0]["started_at"]
+    items = _built(START, [
+        _instance(1, A, "installed", replication={"verdict": "syncing", "lag_seconds": 600.0,
+                                                  "replication_state": "CONTINUOUS"}),
+        _instance(2, A, "installed", replication={"verdict": "stalled", "error": "=cmd|' /C calc'!A0",
+                                                  "error_category": "network", "remediation": "open 1500"}),
+        _instance(3, A, "installed", replication={"verdict": "healthy"})], [A])
+    text = report.replication_csv(report.flatten_unhealthy(items))
+    assert text.endswith("\r\n")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0]) == list(report.REPLICATION_CSV_COLUMNS)
+    assert [(row["instance_id"], row["verdict"], row["lag_seconds"]) for row in rows] == \
+        [("i-00001", "syncing", "600"), ("i-00002", "stalled", "")]
+    assert rows[1]["error"] == "'=cmd|' /C calc'!A0" and rows[1]["account_id"] == A
+    assert rows[0]["replication_state"] == "CONTINUOUS" and rows[0]["started_at"] == items[0]["started_at"]
+
+
+def test_the_success_rate_trend_has_every_bucket_of_the_period_from_finished_runs():
+    items = (_built(START, [_instance(1, A, "installed"), _instance(2, A, "failed")], [A])
+             + _built(START + timedelta(minutes=20), [_instance(3, B, "installed")], [B])
+             + _built(START + timedelta(hours=2), [_instance(4, A, "failed")], [A])
+             + _built(START + timedelta(hours=3), [_instance(5, A, "installed")], [A], final=False))
+    since, until = "2025-03-01T09:30:00Z", "2025-03-02T09:30:00Z"
+    trend = report.success_trend(items, since, until)
+    assert trend["unit"] == "hour" and len(trend["buckets"]) == 25
+    by_start = {bucket["start"]: bucket for bucket in trend["buckets"]}
+    ten = by_start["2025-03-01T10:00:00Z"]
+    assert (ten["records"], ten["attempted"], ten["protected"]) == (2, 3, 2)
+    assert ten["success_rate"] == pytest.approx(2 / 3, abs=1e-4) and ten["label"] == "2025-03-01 10:00"
+    assert by_start["2025-03-01T12:00:00Z"]["success_rate"] == 0.0
+    # the run still in progress is not counted; an empty bucket has no rate
+    assert by_start["2025-03-01T13:00:00Z"]["records"] == 0 and by_start["2025-03-01T13:00:00Z"]["band"] == "none"
+    week = report.success_trend(items, "2025-02-25T00:00:00Z", "2025-03-03T23:00:00Z")
+    assert week["unit"] == "day" and len(week["buckets"]) == 7
+    assert [bucket["records"] for bucket in week["buckets"]] == [0, 0, 0, 0, 3, 0, 0]
+    year = report.success_trend(items, "2025-01-01T00:00:00Z", "2025-12-31T00:00:00Z")
+    assert year["unit"] == "week" and sum(bucket["records"] for bucket in year["buckets"]) == 3
+
+
+def test_the_pages_filters_offer_every_value_shown_and_its_script_is_allowed_by_hash_only():
+    items = _built(START, [_instance(1, A, "failed", category="agent install", wave=2),
+                           _instance(2, B, "installed", wave=10, replication={"verdict": "stalled",
+                                                                              "error_category": "network"})], [A, B])
+    data = report.report_data(items, {"since": "2025-03-01T00:00:00Z", "until": "2025-03-02T00:00:00Z"},
+                              drills=[_drill(1, [{"wave": 3, "recovery_seconds": 60.0}], status="stopped")])
+    choices = data["choices"]
+    assert [choice["value"] for choice in choices["account"]] == [A, B]
+    assert choices["account"][0]["label"] == f"name {A} ({A})"
+    assert choices["wave"] == ["2", "3", "10"]  # numbers in number order
+    assert choices["status"] == ["failed", "stopped", "success"]
+    assert choices["pattern"] == ["multi-account"]
+    assert choices["category"] == ["agent_install", "network"]  # whitespace made _, as on the rows
+    digest = hashlib.sha256(data["script"].encode()).digest()
+    assert data["script_hash"] == "sha256-" + base64.b64encode(digest).decode()
+    assert "innerHTML" not in data["script"] and "{{" not in data["script"] and "{%" not in data["script"]
+    assert data["drills"][0]["wave"] == 3 and data["drill_count"] == 1
+    account_row = {row["account_id"]: row for row in data["accounts"]}[A]
+    assert (account_row["filter_waves"], account_row["filter_categories"]) == ("2", "agent_install")
