@@ -38,7 +38,7 @@ rm -f "$drill"
     -e drs_drill_summary_file="$drill"
 echo "== Report of the last 24 hours"
 "$bin/ansible-playbook" playbooks/report.yml -e drs_report_output_dir="$report_dir"
-echo "== Report: $root/$report_dir/report.html (with deployments.json, failures.csv and unprotected.csv); summary: $summary"
+echo "== Report: $root/$report_dir/report.html (with deployments.json, failures.csv, unprotected.csv, replication.csv and drills.csv); summary: $summary"
 "$bin/python" - "$summary" "$drill" <<'PY'
 import json
 import sys

@@ -457,6 +457,18 @@ def test_a_cancelled_transaction_leaves_every_item_as_it_was(lab):
     assert _items(dynamodb, "transactions") == [("lock", "y", "held"), ("run", "a", "new")]
 
 
+def test_an_item_over_400_kb_is_refused_and_one_under_is_kept(lab):
+    dynamodb = lab.client("dynamodb")
+    _history_like_table(dynamodb, "sizes")
+    entries = {"L": [{"M": {"instance_id": {"S": f"i-{n:017x}"}, "reason": {"S": "x" * 180}}} for n in range(1700)]}
+    dynamodb.put_item(TableName="sizes", Item={"pk": {"S": "run"}, "sk": {"S": "a"}, "entries": entries})
+    bigger = {"L": entries["L"] * 2}
+    with pytest.raises(ClientError) as excinfo:
+        dynamodb.put_item(TableName="sizes", Item={"pk": {"S": "run"}, "sk": {"S": "b"}, "entries": bigger})
+    assert error_code(excinfo) == "ValidationException" and "maximum allowed size" in str(excinfo.value)
+    assert [key for _pk, key, _v in _items(dynamodb, "sizes")] == ["a"]
+
+
 def test_plain_json_answers_read_as_the_model_driven_serializer_writes_them():
     """A JSON answer written straight by json.dumps parses, for a botocore client, into exactly what the
     model-driven serializer's answer parses into."""
