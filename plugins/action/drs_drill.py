@@ -74,8 +74,8 @@ class ActionModule(ActionBase):
         with concurrent.futures.ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="drs") as pool:
             plan = survey.survey(pool)
             for entry in plan.unreachable:
-                output.display(f"{entry['account_id']}{'/' + entry['region'] if entry.get('region') else ''} is left "
-                                f"out: {entry['reason']}")
+                where = entry["account_id"] + (f"/{entry['region']}" if entry.get("region") else "")
+                output.display(f"{where} is left out: {entry['reason']}")
             if not plan.waves:
                 why = empty_reason(plan, settings, survey.accounts, name) or "no wave was planned"
                 return {"failed": True, "changed": False, "msg": f"Nothing to drill: {why}."}

@@ -24,7 +24,6 @@ except ImportError:
     HAS_BOTO3 = False
 
 
-
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False

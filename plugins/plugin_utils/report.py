@@ -508,7 +508,7 @@ def wave_rows(deployments):
             account["patterns"].append(deployment.get("deployment_pattern"))
             account["last_started_at"] = display_time(deployment.get("started_at"))
     rows = []
-    for number in sorted(waves, key=lambda value: _wave_order(value)):
+    for number in sorted(waves, key=_wave_order):
         entry = waves[number]
         figures = outcomes.tally(outcomes.add(*entry["by_status"]))
         accounts = []
@@ -599,9 +599,9 @@ def extension_rows(deployments):
                 statuses=filter_values(item.get("status") for item in sources),
                 pattern=deployment.get("deployment_pattern"),
             ))
-    return sorted(sorted(rows, key=lambda row: (_wave_order(row["wave"]), str(row["target_account_id"]),
-                                               str(row["staging_account_id"]), str(row["region"]))),
-                  key=lambda row: str(row["started_at"] or ""), reverse=True)
+    by_place = sorted(rows, key=lambda row: (_wave_order(row["wave"]), str(row["target_account_id"]),
+                                             str(row["staging_account_id"]), str(row["region"])))
+    return sorted(by_place, key=lambda row: str(row["started_at"] or ""), reverse=True)
 
 
 # --- replication health, drills, trend ---------------------------------------------------------------------

@@ -712,8 +712,8 @@ def test_the_dr_posture_sections_match_the_history(history_runs, default_report,
     assert shown_categories[("network", LEDGER)] == 1 and shown_categories[("ssm_timeout", VAULT)] == 1
     category_totals = [(attrs["data-category-total"], int(attrs["data-count-total"]))
                        for attrs in dom.with_class("category-total")]
-    assert [count for _category, count in category_totals] == sorted((count for _c, count in category_totals),
-                                                                      reverse=True)
+    counts = [count for _category, count in category_totals]
+    assert counts == sorted(counts, reverse=True)
     for category, count in category_totals:
         assert count == sum(number for (name, _account), number in expected_categories.items() if name == category)
 

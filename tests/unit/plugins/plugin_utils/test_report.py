@@ -351,8 +351,8 @@ def _instance(serial, account, status, wave=1, category=None, replication=None):
 
 def test_results_by_wave_sum_each_waves_figures_over_accounts_and_runs():
     first = _built(START, [_instance(1, A, "installed"), _instance(2, A, "failed", category="network"),
-                           _instance(3, B, "installed", wave=2), _instance(4, B, "timed_out", wave=2,
-                                                                          category="ssm_timeout")], [A, B])
+                           _instance(3, B, "installed", wave=2),
+                           _instance(4, B, "timed_out", wave=2, category="ssm_timeout")], [A, B])
     second = _built(START + timedelta(hours=1), [_instance(5, A, "installed"), _instance(6, A, "installed", wave=2)],
                     [A])
     waves = report.wave_rows(first + second)
@@ -440,8 +440,8 @@ def test_the_last_drill_of_each_wave_with_its_recovery_time_against_its_rto():
         _drill(3, [{"wave": 3, "recovery_seconds": None, "launched": 0, "timed_out": 3}], status="stopped"),
     ]
     rows = report.last_drill_per_wave(drills)
-    assert [(row["wave"], row["drill_id"], row["drills"]) for row in rows] == [(1, "dr5", 2), (2, "dr1", 1),
-                                                                              (3, "dr3", 1)]
+    assert [(row["wave"], row["drill_id"], row["drills"]) for row in rows] == [
+        (1, "dr5", 2), (2, "dr1", 1), (3, "dr3", 1)]
     one, two, three = rows
     assert (one["recovery"], one["rto"], one["verdict"]) == ("11 min 40 s", "15 min", "met")
     assert (two["recovery"], two["verdict"], two["launched"], two["unlaunched"]) == ("15 min 50 s", "over", 2, 1)
