@@ -1,4 +1,5 @@
-"""Resource policies created by CloudFormation stacks: AWS::SQS::QueuePolicy and AWS::Events::EventBusPolicy.
+"""Policies created by CloudFormation stacks: AWS::SQS::QueuePolicy, AWS::Events::EventBusPolicy, and the
+inline policies of AWS::IAM::Role.
 
 moto's CloudFormation has neither: it logs "No Moto CloudFormation support for ..." and reports the
 stack complete without the policy, so a queue would refuse what EventBridge delivers and a bus the
@@ -6,6 +7,9 @@ events other accounts send, while the stack looked deployed. moto finds the reso
 create among the subclasses of CloudFormationModel; these two apply the policy through moto's own
 SQS and EventBridge backends, replace it when the stack updates it and remove it when the stack
 deletes it (or drops the resource), as CloudFormation does.
+
+moto's AWS::IAM::Role stores a role's inline policies (Policies) as the Python text of the template's
+mapping, so GetRolePolicy answered a document no client could read; they are stored as JSON here.
 """
 
 import json
@@ -13,6 +17,7 @@ import json
 from moto.cloudformation import parsing
 from moto.core.common_models import CloudFormationModel
 from moto.events.models import EventBusPolicyStatement, events_backends
+from moto.iam.models import Role
 from moto.sqs.models import sqs_backends
 
 
@@ -150,6 +155,15 @@ class CloudFormationEventBusPolicy(CloudFormationModel):
         original_resource.delete(account_id, region_name)
         return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id, region_name)
 
+
+_role_put_policy = Role.put_policy
+
+
+def _put_policy_as_json(self, policy_name, policy_json):
+    _role_put_policy(self, policy_name, _document(policy_json))
+
+
+Role.put_policy = _put_policy_as_json
 
 # moto lists the resource types once and caches the list: forget it, in case it was read before these existed
 parsing.get_model_list.cache_clear()

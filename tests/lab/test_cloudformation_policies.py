@@ -64,7 +64,9 @@ def forwarding_template(trusted_service="events.amazonaws.com"):
             "RoleName": "Forwarder",
             "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
                 "Effect": "Allow", "Principal": {"Service": trusted_service}, "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"aws:SourceAccount": SOURCE}}}]}}},
+                "Condition": {"StringEquals": {"aws:SourceAccount": SOURCE}}}]},
+            "Policies": [{"PolicyName": "Forward", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "events:PutEvents", "Resource": BUS_ARN}]}}]}},
         "Rule": {"Type": "AWS::Events::Rule", "Properties": {
             "Name": "forward", "EventPattern": RUNNING,
             "Targets": [{"Id": "central", "Arn": BUS_ARN, "RoleArn": {"Fn::GetAtt": ["Role", "Arn"]}}]}},
@@ -136,6 +138,9 @@ def test_the_stacks_policies_are_set_and_events_flow_through_them(lab, stacks, s
     events, outcomes = launch_and_read(lab)
     assert [(e["account"], e["detail"]["state"]) for e in events] == [(SOURCE, "running")]
     assert outcomes == {"events": "delivered", "sqs": "delivered"}
+    # the role's inline policy reads back as the document the stack gave
+    document = client(lab, "iam", source_keys).get_role_policy(RoleName="Forwarder", PolicyName="Forward")["PolicyDocument"]
+    assert document["Statement"] == [{"Effect": "Allow", "Action": "events:PutEvents", "Resource": BUS_ARN}]
     # EventBridge put the event on the central bus as the target's role
     principals = control(lab, "stats")["principals"]
     assert principals[f"arn:aws:iam::{SOURCE}:role/Forwarder"] == {"events:PutEvents": 1}
