@@ -18,8 +18,10 @@ from moto.moto_api._internal import mock_random
 
 from lab.clock import SimulatedClock
 from lab.faults import FaultPlan
-# imported for what they change in moto: the CloudFormation alarm resource type, stack tables' TTL and
-# backups, EC2 resources' direct tag lookups and DescribeInstances answers written straight to XML
+# imported for what they change in moto: the CloudFormation alarm, queue policy and event bus policy
+# resource types, stack tables' TTL and backups, EC2 resources' direct tag lookups and DescribeInstances
+# answers written straight to XML
+from lab.models import cloudformation  # noqa: F401  pylint: disable=unused-import
 from lab.models import cloudwatch  # noqa: F401  pylint: disable=unused-import
 from lab.models import dynamodb  # noqa: F401  pylint: disable=unused-import
 from lab.models import ec2  # noqa: F401  pylint: disable=unused-import

@@ -22,8 +22,10 @@ import random
 import uuid
 from collections import deque
 from fnmatch import fnmatchcase
+from urllib.parse import unquote
 
 from moto.events.models import events_backends
+from moto.iam.models import iam_backends
 from moto.events.utils import EventTemplateParser
 from moto.sqs.models import sqs_backends
 
@@ -152,6 +154,13 @@ class EventRouter:
                 # "If a receiver account sets up a rule that sends events received from a sender account
                 # on to a third account, these events are not sent to the third account."
                 return "refused: an event from another account is not sent on to a third account's bus"
+            if target.get("RoleArn"):
+                refusal = self._role_refusal(target["RoleArn"], rule)
+                if refusal:
+                    return refusal
+                # EventBridge puts the event on the bus as the target's role: the lab's statistics show it
+                # as that role's call, like the calls clients make
+                self.world.stats.record_call(rule.account_id, target["RoleArn"], "events", "PutEvents")
             refusal = self._bus_refusal(account_id, region, resource.split("/", 1)[1], rule)
             if refusal:
                 return refusal
@@ -160,6 +169,32 @@ class EventRouter:
         if service == "sqs":
             return self._send_to_queue(event, rule, target, account_id, region, resource)
         return f"refused: the lab delivers to SQS queues and event buses, not to {service} targets"
+
+    @staticmethod
+    def _role_refusal(role_arn, rule):
+        """None when EventBridge may assume the target's role for the rule: the role exists in the rule's
+        account and its trust policy allows events.amazonaws.com sts:AssumeRole (conditions on
+        aws:SourceArn and aws:SourceAccount are evaluated against the rule), else why not."""
+        if _account_of(role_arn) != rule.account_id:
+            return f"refused: the role {role_arn} of a target must be in the rule's account {rule.account_id}"
+        try:
+            role = iam_backends[rule.account_id]["aws"].get_role_by_arn(role_arn)
+        except Exception:  # moto raises its own NotFound
+            return f"refused: EventBridge cannot assume {role_arn}: no such role"
+        trust = role.assume_role_policy_document
+        trust = trust if isinstance(trust, dict) else json.loads(trust if trust.lstrip().startswith("{") else unquote(trust))
+        context = {"aws:sourcearn": rule.arn, "aws:sourceaccount": rule.account_id}
+        for statement in _listed(trust.get("Statement")):
+            if statement.get("Effect") != "Allow" or not _action_allowed(statement.get("Action"), "sts:AssumeRole"):
+                continue
+            principal = statement.get("Principal")
+            if not isinstance(principal, dict) or EVENTS_PRINCIPAL not in _listed(principal.get("Service")):
+                continue
+            if all(key.lower() in context and _condition_holds(operator, context[key.lower()], _listed(expected))
+                   for operator, conditions in (statement.get("Condition") or {}).items()
+                   for key, expected in conditions.items()):
+                return None
+        return f"refused: EventBridge cannot assume {role_arn}: its trust policy does not allow {EVENTS_PRINCIPAL} for rule {rule.arn}"
 
     def _bus_refusal(self, account_id, region, name, rule):
         backend = _existing_backend(events_backends, account_id, region)
@@ -278,6 +313,11 @@ def _existing_backend(backends, account_id, region):
     if account_id not in backends:
         return None
     return backends[account_id][region]
+
+
+def _account_of(arn):
+    parts = arn.split(":")
+    return parts[4] if len(parts) >= 6 else None
 
 
 def _parse_bus_arn(arn):

@@ -3,6 +3,10 @@
 Real setup and deployment runs go against the lab; its call statistics say which actions each role's
 sessions called. Each role's CloudFormation template (roles/drs_account_setup/files/) must grant all
 of them, and nothing beyond them but the short, explained ALLOW_LIST.
+
+The event forwarding role of the source accounts (roles/drs_event_setup/files/event-forwarding.yml)
+is used by EventBridge, not by the collection, and is named per region: it has its own check, from
+the calls the lab counts for it when its rules deliver events to the orchestration account's bus.
 """
 
 import json
@@ -11,6 +15,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import run_playbook
+from tests.e2e import test_event_setup as event_setup
 from tests.e2e.test_deploy_agents import _ansible, _deploy
 from tests.e2e.test_setup_accounts import PLAYBOOK as SETUP_PLAYBOOK
 from tests.e2e.test_setup_accounts import SCENARIO as SETUP_SCENARIO
@@ -26,7 +31,9 @@ ROLES = {SOURCE: "DRSOrchestrationSourceRole", STAGING: "DRSOrchestrationStaging
 
 # The lab's service names (the "service" of "service:Operation" in its statistics) and the IAM
 # prefix of their actions. An unknown service fails the test, so that it is looked at.
-IAM_PREFIX = {"cloudformation": "cloudformation", "drs": "drs", "ec2": "ec2", "iam": "iam", "ssm": "ssm", "sts": "sts"}
+IAM_PREFIX = {"cloudformation": "cloudformation", "drs": "drs", "ec2": "ec2", "events": "events", "iam": "iam",
+              "ssm": "ssm", "sts": "sts"}
+FORWARDING_TEMPLATE = REPO_ROOT / "roles" / "drs_event_setup" / "files" / "event-forwarding.yml"
 
 # Called, but no policy needs to grant it.
 NOT_NEEDED = {
@@ -262,6 +269,65 @@ def test_the_template_grants_nothing_unused_beyond_the_allow_list(used, role):
 def test_the_allow_list_holds_only_granted_actions_the_runs_did_not_use(used, role):
     stale = sorted(ALLOW_LIST.get(role, set()) - (GRANTED[role] - used[role]))
     assert not stale, f"ALLOW_LIST entries of {role} that are used or not granted in {TEMPLATE_OF[role]}: {stale}"
+
+
+# --- the event forwarding role ---
+
+def forwarding_grants():
+    """(the role's name prefix, {action: the resources its statements allow it on}) of the forwarding template,
+    whose role is named RoleName, a hyphen and the region."""
+    template = yaml.load(FORWARDING_TEMPLATE.read_text(encoding="utf-8"), Loader=_TolerantLoader)
+    [role] = [resource for resource in template["Resources"].values() if resource["Type"] == "AWS::IAM::Role"]
+    assert role["Properties"]["RoleName"] == {"Fn::Sub": "${RoleName}-${AWS::Region}"}
+    grants = {}
+    for policy in role["Properties"].get("Policies", []):
+        for statement in _as_list(policy["PolicyDocument"]["Statement"]):
+            assert "NotAction" not in statement and "NotResource" not in statement
+            if statement["Effect"] == "Allow":
+                for action in _as_list(statement["Action"]):
+                    grants.setdefault(action, []).extend(_as_list(statement["Resource"]))
+    return template["Parameters"]["RoleName"]["Default"], grants
+
+
+@pytest.fixture(scope="module")
+def forwarding_used():
+    """Region -> the IAM actions the forwarding role of that region was used for, in every source account, after
+    setup_events.yml and instances launched and tagged in each source region."""
+    prefix, _grants = forwarding_grants()
+    lab = RunningLab(event_setup.SCENARIO)
+    try:
+        lab.control("clock", {"time_scale": 0.001})
+        run = run_playbook(lab, event_setup.PLAYBOOK, event_setup.event_vars())
+        assert run.returncode == 0, run.stdout + run.stderr
+        for account, regions in event_setup.SOURCE_REGIONS.items():
+            name = next(a["name"] for a in yaml.safe_load(event_setup.SCENARIO.read_text())["accounts"] if a["id"] == account)
+            for region in regions:
+                launched = lab.control("instances", {"account": name, "region": region, "count": 1})
+                lab.control("tags", {"instance_ids": launched["instance_ids"], "tag": {"dr:wave": "1"}})
+        lab.control("clock", {"advance_seconds": 10})
+        stats = lab.stats()
+    finally:
+        lab.stop()
+    used = {}
+    for principal, calls in stats["principals"].items():
+        role = _role_name(principal)
+        if role and role.startswith(f"{prefix}-"):
+            account = principal.split(":")[4]
+            used[(account, role.removeprefix(f"{prefix}-"))] = {f"{IAM_PREFIX[c.split(':')[0]]}:{c.split(':')[1]}" for c in calls}
+    return used
+
+
+def test_every_forwarding_role_was_used_for_exactly_what_its_template_grants(forwarding_used):
+    _prefix, grants = forwarding_grants()
+    assert set(forwarding_used) == {(account, region) for account, regions in event_setup.SOURCE_REGIONS.items()
+                                    for region in regions}
+    for actions in forwarding_used.values():
+        assert actions == set(grants) == {"events:PutEvents"}
+
+
+def test_the_forwarding_role_may_put_events_only_on_the_orchestration_bus():
+    _prefix, grants = forwarding_grants()
+    assert grants == {"events:PutEvents": [{"Ref": "EventBusArn"}]}
 
 
 def test_the_role_name_is_read_from_session_and_role_arns():
