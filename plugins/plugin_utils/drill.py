@@ -31,13 +31,13 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.s
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.source_servers import servers_by_instance_id
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.record import TTL_DAYS
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import ARGUMENT_SPEC as ROLLOUT_SPEC
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import ESTATE_SPEC
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import setting_errors as rollout_setting_errors
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.summary import write_json
 
-# The estate's settings a drill shares with the rollout (the same accounts, roles, tags and waves).
-ESTATE_OPTIONS = ("accounts", "staging_accounts", "target_accounts", "external_id", "sts_region", "profile", "waves", "tag_filters",
-                  "wave_tag_key", "priority_tag_key", "progress_interval", "poll_interval", "summary_file",
-                  "history_table", "history_region", "history_spool_dir", "metrics_namespace", "variable_prefix")
+# The settings a drill shares with the rollout besides the estate's.
+ROLLOUT_OPTIONS = ("waves", "progress_interval", "poll_interval", "summary_file", "history_table", "history_region",
+                   "history_spool_dir", "metrics_namespace", "variable_prefix")
 DRILL_OPTIONS = dict(
     rto_seconds=dict(type="int", default=0),
     launch_timeout=dict(type="int", default=3600),
@@ -45,7 +45,7 @@ DRILL_OPTIONS = dict(
     keep_recovery_instances=dict(type="bool", default=False),
     session_name=dict(type="str", default="drs-drill"),
 )
-ARGUMENT_SPEC = dict({option: ROLLOUT_SPEC[option] for option in ESTATE_OPTIONS}, **DRILL_OPTIONS)
+ARGUMENT_SPEC = dict(ESTATE_SPEC, **{option: ROLLOUT_SPEC[option] for option in ROLLOUT_OPTIONS}, **DRILL_OPTIONS)
 ROLE_OUTPUTS = ("drill",)
 RECORD_TYPE = "drill"
 DRILL_TAG = "drs-drill"

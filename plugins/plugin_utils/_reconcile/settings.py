@@ -10,16 +10,11 @@ rules (the same checks, _rollout.settings and module_utils.inputs); a message na
 knows it: the action's option, or the role variable (``variable_prefix``), with the entry and the rule.
 """
 
-
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import inputs
-from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import DEFAULT_PRIORITY_TAG_KEY
-from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import DEFAULT_TAG_FILTERS
-from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import DEFAULT_WAVE_TAG_KEY
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import TagInputError
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import check_tag_filters
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import check_tag_key
-from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import ACCOUNT_OPTIONS
-from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import ROLE_OPTIONS
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import ESTATE_SPEC
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import account_errors
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.settings import role_entry_errors
 
@@ -27,16 +22,8 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._
 MAX_HISTORY_DAYS = 90
 
 ARGUMENT_SPEC = dict(
-    accounts=dict(type="list", elements="dict", options=ACCOUNT_OPTIONS, default=[]),
-    staging_accounts=dict(type="list", elements="dict", options=ROLE_OPTIONS, default=[]),
-    target_accounts=dict(type="list", elements="dict", options=ROLE_OPTIONS, default=[]),
-    external_id=dict(type="str", default="", no_log=True),
-    sts_region=dict(type="str", default="us-east-1"),
+    ESTATE_SPEC,
     session_name=dict(type="str", default="drs-reconcile"),
-    profile=dict(type="str"),
-    tag_filters=dict(type="dict", default=dict(DEFAULT_TAG_FILTERS)),
-    wave_tag_key=dict(type="str", default=DEFAULT_WAVE_TAG_KEY, no_log=False),
-    priority_tag_key=dict(type="str", default=DEFAULT_PRIORITY_TAG_KEY, no_log=False),
     history_table=dict(type="str", default="drs-deployment-history"),
     history_region=dict(type="str", default="us-east-1"),
     history_days=dict(type="int", default=30),

@@ -71,6 +71,10 @@ ARGUMENT_SPEC = dict(
     variable_prefix=dict(type="str", default=""),
     **install.SETTINGS_SPEC,
 )
+# The estate's settings (doc fragment ``estate``), which the drill and the reconcile take as the rollout does.
+ESTATE_OPTIONS = ("accounts", "staging_accounts", "target_accounts", "external_id", "sts_region", "profile",
+                  "tag_filters", "wave_tag_key", "priority_tag_key")
+ESTATE_SPEC = {option: ARGUMENT_SPEC[option] for option in ESTATE_OPTIONS}
 # Settings the action takes that are not the role's variables, and the role's own output variable.
 NOT_ROLE_VARIABLES = ("variable_prefix", "profile")
 ROLE_OUTPUTS = ("rollout",)
