@@ -53,3 +53,11 @@ def configured_clock(environ=None):
         raise ClockSettingError(f"{CLOCK_VARIABLE}={spec!r}: the clock needs now(), sleep(seconds) and "
                                 "wait(seconds, event)")
     return clock
+
+
+def module_clock(module):
+    """The clock a module waits on; the module fails, saying why, when DRS_AGENT_DEPLOYER_CLOCK is not usable."""
+    try:
+        return configured_clock()
+    except ClockSettingError as error:
+        return module.fail_json(msg=str(error))

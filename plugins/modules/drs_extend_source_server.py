@@ -255,8 +255,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import extension
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import RETRY
-from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import ClockSettingError
-from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import configured_clock
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import module_clock
 
 
 def main():
@@ -280,10 +279,7 @@ def main():
         errors.insert(0, "region: no region given; set region (or AWS_REGION) to the servers' region")
     if errors:
         module.fail_json(msg="invalid options: " + "; ".join(errors))
-    try:
-        clock = configured_clock()
-    except ClockSettingError as error:
-        module.fail_json(msg=str(error))
+    clock = module_clock(module)
 
     try:
         account_id = module.client("sts", retry_decorator=RETRY).get_caller_identity(aws_retry=True)["Account"]

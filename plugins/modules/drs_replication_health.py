@@ -177,8 +177,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils i
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.inputs import instance_id_error
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.inputs import source_server_id_error
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import RETRY
-from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import ClockSettingError
-from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import configured_clock
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import module_clock
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.source_servers import is_stale
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.source_servers import list_source_servers
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.source_servers import servers_by_instance_id
@@ -253,10 +252,7 @@ def main():
     errors = option_errors(module.params)
     if errors:
         module.fail_json(msg="invalid options: " + "; ".join(errors))
-    try:
-        clock = configured_clock()
-    except ClockSettingError as error:
-        module.fail_json(msg=str(error))
+    clock = module_clock(module)
     drs = module.client("drs", retry_decorator=RETRY)
     try:
         run(module, drs, clock)

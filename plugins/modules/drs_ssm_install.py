@@ -338,8 +338,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils i
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import install
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import outcomes
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import ClientFactory
-from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import ClockSettingError
-from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import configured_clock
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.clock import module_clock
 
 
 class TargetError(Exception):
@@ -445,10 +444,7 @@ def main():
     errors = option_errors(module.params)
     if errors:
         module.fail_json(msg="invalid options: " + "; ".join(errors))
-    try:
-        clock = configured_clock()
-    except ClockSettingError as error:
-        module.fail_json(msg=str(error))
+    clock = module_clock(module)
     run(module, clock)
 
 
