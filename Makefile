@@ -64,8 +64,17 @@ test: lint sanity build
 # finish in about two thirds of the time even on two cores.
 PYTEST_WORKERS ?= 2
 
-pytest: $(VENV_STAMP) browser
+pytest: $(VENV_STAMP) browser java
 	$(VENV_BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests
+
+# A Java runtime (Debian's package, 17 or later) for ansible-rulebook's rules engine, which the rulebook's tests
+# run; installed only when no java is found, refreshing the package lists first when they are missing or stale.
+.PHONY: java
+java:
+	if ! command -v java >/dev/null; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y openjdk-17-jre-headless || { apt-get update && apt-get install -y openjdk-17-jre-headless; }; \
+	fi
 
 # Headless Chromium (Debian's package) for the HTML report's browser test; installed only when no
 # chromium binary is found, refreshing the package lists first when they are missing or stale.

@@ -34,7 +34,9 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import LEASE_RENEWAL
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import LEASE_SECONDS
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import MAX_UNPROTECTED
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import EVENT_PATTERN
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import PATTERNS
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import RECORDED_PATTERNS
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import STOPPED
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import build_items
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import derive_pattern
@@ -58,8 +60,9 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._
 
 __all__ = (
     "AccountNames", "DEFAULT_SPOOL_DIR", "DEPLOYMENT_STATUSES", "FAILURE_STATUSES", "FILTER_STATUSES",
-    "HistoryInputError", "INTERRUPTED", "IN_PROGRESS", "LEASE_RENEWAL", "LEASE_SECONDS", "MAX_UNPROTECTED",
-    "PATTERNS", "RECORD_TYPES", "STOPPED", "Store", "WRITE_RETRY", "build_items", "deployment_items", "derive_pattern",
+    "EVENT_PATTERN", "HistoryInputError", "INTERRUPTED", "IN_PROGRESS", "LEASE_RENEWAL", "LEASE_SECONDS", "MAX_UNPROTECTED",
+    "PATTERNS", "RECORDED_PATTERNS", "RECORD_TYPES", "STOPPED", "Store", "WRITE_RETRY", "build_items", "deployment_items",
+    "derive_pattern",
     "effective_status", "error_text", "failed_instances", "flatten", "info_option_errors", "iso",
     "job_deployment_id", "judge_wave", "names_of", "parse_time", "query_history", "record_finished",
     "record_option_errors", "spooled_files", "time_range_errors",

@@ -9,6 +9,7 @@ Checks raise ``TagInputError`` with a message that names the option at fault and
 write instead; modules turn it into ``fail_json``.
 """
 
+import fnmatch
 import re
 
 DEFAULT_TAG_FILTERS = {"dr:enabled": "true", "dr:recovery-strategy": "drs"}
@@ -73,6 +74,13 @@ def check_tag_filters(tag_filters, name="tag_filters"):
         else:
             checked[key] = [_check_tag_value(option, values)]
     return checked
+
+
+def tags_match(tags, checked_filters):
+    """Whether tags ({key: value}) pass checked tag filters as EC2's ``tag:<key>`` filters pass them: every key
+    present with one of its values, where ``*`` and ``?`` in a value are wildcards, case-sensitively."""
+    return all(key in tags and any(fnmatch.fnmatchcase(tags[key], value) for value in values)
+               for key, values in checked_filters.items())
 
 
 def parse_wave_filter(waves, name="waves"):

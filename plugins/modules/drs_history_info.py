@@ -56,7 +56,7 @@ options:
     description:
       - Only deployments with this pattern.
     type: str
-    choices: [same-account, cross-account, multi-account]
+    choices: [same-account, cross-account, multi-account, event]
   since:
     description:
       - Only deployments that started at or after this time, ISO 8601 (a time without zone is UTC) or epoch seconds.
@@ -262,7 +262,7 @@ def main():
         deployment_id=dict(type="str"),
         account_id=dict(type="str"),
         status=dict(type="str", choices=list(history.FILTER_STATUSES)),
-        deployment_pattern=dict(type="str", choices=list(history.PATTERNS)),
+        deployment_pattern=dict(type="str", choices=list(history.RECORDED_PATTERNS)),
         since=dict(type="str"),
         until=dict(type="str"),
         failures_only=dict(type="bool", default=False),

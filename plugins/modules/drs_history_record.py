@@ -58,7 +58,7 @@ options:
       - The deployment pattern. Derived from O(accounts) when not given (several source accounts
         V(multi-account); a staging account other than the source V(cross-account); else V(same-account)).
     type: str
-    choices: [same-account, cross-account, multi-account]
+    choices: [same-account, cross-account, multi-account, event]
   started_at:
     description:
       - When the deployment started, ISO 8601 (a time without zone is UTC) or epoch seconds.
@@ -280,7 +280,7 @@ def main():
         table_name=dict(type="str", required=True),
         # Loose on purpose: drs_ssm_install results and deployment inputs carry more keys; checked below.
         results=dict(type="list", elements="dict", default=[]),
-        deployment_pattern=dict(type="str", choices=list(history.PATTERNS)),
+        deployment_pattern=dict(type="str", choices=list(history.RECORDED_PATTERNS)),
         started_at=dict(type="raw"),
         finished_at=dict(type="raw"),
         accounts=dict(type="list", elements="dict"),

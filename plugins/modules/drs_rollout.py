@@ -73,6 +73,12 @@ options:
         fails the run instead of meaning every discovered instance.
     type: bool
     default: false
+  deployment_pattern:
+    description:
+      - Records the run under this pattern instead of the one its accounts make (V(same-account), V(cross-account)
+        or V(multi-account)). V(event) is what the rulebook's deploy (playbooks/protect_instances.yml) records.
+    type: str
+    choices: [event]
   waves:
     description: Deploy only these waves. Empty means every wave.
     type: list

@@ -34,6 +34,9 @@ DEPLOYMENT_STATUSES = (IN_PROGRESS, "success", "partial", "failed", STOPPED)
 FILTER_STATUSES = DEPLOYMENT_STATUSES + (INTERRUPTED,)
 FAILURE_STATUSES = ("partial", "failed", STOPPED, INTERRUPTED)
 PATTERNS = ("same-account", "cross-account", "multi-account")
+# a run started by an event (the rulebook's deploy) says so instead of the pattern its accounts make
+EVENT_PATTERN = "event"
+RECORDED_PATTERNS = PATTERNS + (EVENT_PATTERN,)
 # A running run renews its lease at every write and at least every LEASE_RENEWAL seconds.
 LEASE_SECONDS = 900
 LEASE_RENEWAL = 300

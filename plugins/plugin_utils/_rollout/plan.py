@@ -202,7 +202,7 @@ def build_plan(accounts, discoveries, unreachable, settings):
         for place in wave_places:
             place.instances.sort(key=_priority_key)
         waves.append(Wave(number, wave_places))
-    return Plan(deployment_pattern(accounts), waves, no_wave, left_out, unreachable, discovered,
+    return Plan(settings.get("deployment_pattern") or deployment_pattern(accounts), waves, no_wave, left_out, unreachable, discovered,
                 discovered_waves)
 
 

@@ -15,6 +15,7 @@ import difflib
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import extension
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import inputs
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import install
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.history import EVENT_PATTERN
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import DEFAULT_PRIORITY_TAG_KEY
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import DEFAULT_TAG_FILTERS
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import DEFAULT_WAVE_TAG_KEY
@@ -48,6 +49,7 @@ ARGUMENT_SPEC = dict(
     profile=dict(type="str"),
     instance_ids=dict(type="list", elements="str", default=[]),
     limit_to_instance_ids=dict(type="bool", default=False),
+    deployment_pattern=dict(type="str", choices=[EVENT_PATTERN]),
     waves=dict(type="list", elements="int", default=[]),
     tag_filters=dict(type="dict", default=dict(DEFAULT_TAG_FILTERS)),
     wave_tag_key=dict(type="str", default=DEFAULT_WAVE_TAG_KEY, no_log=False),
