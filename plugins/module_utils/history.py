@@ -27,8 +27,8 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import FAILURE_STATUSES
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import FILTER_STATUSES
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import HistoryInputError
-from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.gate import deployment_items
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.gate import judge_wave
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.gate import wave_runs
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import INTERRUPTED
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import IN_PROGRESS
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import LEASE_RENEWAL
@@ -39,6 +39,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import RECORDED_PATTERNS
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import STOPPED
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import build_items
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import build_wave_items
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import derive_pattern
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import effective_status
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import failed_instances
@@ -61,11 +62,11 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._
 __all__ = (
     "AccountNames", "DEFAULT_SPOOL_DIR", "DEPLOYMENT_STATUSES", "FAILURE_STATUSES", "FILTER_STATUSES",
     "EVENT_PATTERN", "HistoryInputError", "INTERRUPTED", "IN_PROGRESS", "LEASE_RENEWAL", "LEASE_SECONDS", "MAX_UNPROTECTED",
-    "PATTERNS", "RECORDED_PATTERNS", "RECORD_TYPES", "STOPPED", "Store", "WRITE_RETRY", "build_items", "deployment_items",
+    "PATTERNS", "RECORDED_PATTERNS", "RECORD_TYPES", "STOPPED", "Store", "WRITE_RETRY", "build_items", "build_wave_items",
     "derive_pattern",
     "effective_status", "error_text", "failed_instances", "flatten", "info_option_errors", "iso",
     "job_deployment_id", "judge_wave", "names_of", "parse_time", "query_history", "record_finished",
-    "record_option_errors", "spooled_files", "time_range_errors",
+    "record_option_errors", "spooled_files", "time_range_errors", "wave_runs",
 )
 
 

@@ -10,9 +10,10 @@ module: drs_wave_gate
 version_added: 0.1.0
 short_description: Judge one wave of a deployment over every run that recorded it
 description:
-  - Reads every history item of a deployment (one per source account and run, written by the
-    C(drs_agent_deploy) role) and adds up the figures of one wave over all of them, so that a wave run as several
-    AWX / Automation Platform job slices, each its own run, is judged as one.
+  - Reads the wave items of one wave of a deployment (one per run that recorded the wave, written by the
+    C(drs_agent_deploy) role with each source account's figures of that wave) with one key-condition query, and
+    adds up the wave's figures over all of them, so that a wave run as several AWX / Automation Platform job
+    slices, each its own run, is judged as one, and judging a late wave reads no more than an early one.
   - Fails when the wave's failure rate (failed over attempted instances, the definition of
     C(drs_agent_deploy_max_failure_rate)) is over O(max_failure_rate); when a run that recorded the wave has
     not recorded its end (still V(in_progress), or V(interrupted) once its lease passed); and when no run of the
@@ -73,8 +74,8 @@ figures:
   returned: always
   type: dict
 runs:
-  description: Each run's item that recorded the wave, with C(run_id), C(source_account_id), C(status) and its
-    own C(figures) of the wave.
+  description: Each run and source account that recorded the wave, with C(run_id), C(source_account_id),
+    C(status) and its own C(figures) of the wave.
   returned: always
   type: list
   elements: dict
@@ -124,14 +125,14 @@ def main():
         module.fail_json(msg="; ".join(errors))
 
     try:
-        items = history.deployment_items(module.client("dynamodb", retry_decorator=RETRY),
-                                         module.params["table_name"], module.params["deployment_id"],
-                                         datetime.datetime.now(datetime.timezone.utc))
+        runs = history.wave_runs(module.client("dynamodb", retry_decorator=RETRY), module.params["table_name"],
+                                 module.params["deployment_id"], module.params["wave"],
+                                 datetime.datetime.now(datetime.timezone.utc))
     except (BotoCoreError, ClientError) as e:
         module.fail_json_aws(e, msg=f"Could not read deployment {module.params['deployment_id']} from the history "
                                     f"table {module.params['table_name']}")
 
-    verdict = history.judge_wave(items, module.params["wave"], module.params["max_failure_rate"])
+    verdict = history.judge_wave(runs, module.params["wave"], module.params["max_failure_rate"])
     if not verdict["passed"]:
         module.fail_json(msg=f"Deployment {module.params['deployment_id']}: {verdict['reason']}", changed=False,
                          **verdict)

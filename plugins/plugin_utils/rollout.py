@@ -31,10 +31,12 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.t
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import console
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import extend
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import plan_file
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import accounts_of_hosts
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import build_plan
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import empty_reason
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import in_scope
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import kept_of
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import roles_for
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.record import RunRecord
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.summary import extension_summary
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.summary import summarize
@@ -65,7 +67,14 @@ class Rollout:
         self.check_mode = check_mode
         self.run_id = str(uuid.uuid4())
         self.deployment_id = settings["deployment_id"] or self.run_id
-        self.accounts = [self._account(entry) for entry in settings["accounts"]]
+        own_accounts = accounts_of_hosts(settings["accounts"], settings.get("instance_places"))
+        self.accounts = [self._account(entry) for entry in own_accounts]
+        # a slice's hosts name their accounts: it needs the staging and target roles of only those
+        self.staging_accounts = settings["staging_accounts"]
+        self.target_accounts = settings["target_accounts"]
+        if own_accounts is not settings["accounts"]:
+            self.staging_accounts = roles_for(self.staging_accounts, own_accounts, "staging_account_id")
+            self.target_accounts = roles_for(self.target_accounts, own_accounts, "target_account_id")
         self.sessions = None
         self.plan = None
         self.record = None
@@ -203,13 +212,13 @@ class Rollout:
         """Assume every role at once; the account-regions left out, with the reason (an unreachable staging
         account leaves out the source accounts that replicate into it)."""
         roles = [account for account in self.accounts if account.get("role_arn")]
-        roles += [self._account(entry) for entry in self.settings["staging_accounts"]]
+        roles += [self._account(entry) for entry in self.staging_accounts]
         if self.settings["auto_extend_source_servers"]:
-            roles += [self._account(entry) for entry in self.settings["target_accounts"] if entry.get("role_arn")]
+            roles += [self._account(entry) for entry in self.target_accounts if entry.get("role_arn")]
         self.sessions.assume(roles, self.settings["session_name"], self.settings["sts_region"])
-        targets_only = ({entry["account_id"] for entry in self.settings["target_accounts"]}
+        targets_only = ({entry["account_id"] for entry in self.target_accounts}
                         - {account["account_id"] for account in self.accounts}
-                        - {entry["account_id"] for entry in self.settings["staging_accounts"]})
+                        - {entry["account_id"] for entry in self.staging_accounts})
         unreachable = []
         for account_id, reason in sorted(self.sessions.unreachable.items()):
             if account_id in targets_only:

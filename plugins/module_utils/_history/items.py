@@ -19,6 +19,9 @@ and remediation (failed ones also with their error details), up to ``MAX_UNPROTE
 400 KB); ``unprotected_left_out`` counts the rest, which the run's summary file lists. ``in_flight`` lists the
 installs still running when the run stopped: the next run that covers them adopts them and counts them (see
 ``claimed_by``).
+
+Next to them, a run writes one wave item per wave it recorded (``build_wave_items``): each account's status
+and figures of that wave, for the wave gate to read one wave of a deployment with a key condition.
 """
 
 import datetime
@@ -27,6 +30,7 @@ import re
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import outcomes
 
 RECORD_TYPE = "deployment"
+WAVE_RECORD_TYPE = "wave"
 IN_PROGRESS = "in_progress"
 STOPPED = "stopped"
 INTERRUPTED = "interrupted"  # shown for an in_progress item whose lease has expired; never stored
@@ -253,6 +257,42 @@ def build_items(record, names, now, ttl_days):
                 if (instance.get("replication") or {}).get("verdict") not in (None, "healthy")][:MAX_UNPROTECTED]
         items.append(item)
     return items
+
+
+def wave_key_prefix(wave):
+    """What the sort keys of a deployment's wave items of ``wave`` begin with: past every ISO time, so a time
+    range never reaches them, and ending in ``#`` so that wave 2's are not wave 20's."""
+    return f"wave#{wave}#"
+
+
+def build_wave_items(items):
+    """The wave items of a run, from its account items (``build_items``): one per wave it recorded, holding each
+    account's status and figures of that wave, under the deployment with the sort key
+    ``wave#<wave>#<run's start>#<run>``, so that the wave gate reads one wave with a key condition. They carry no
+    status, account or pattern attribute, so no index holds them."""
+    waves = {}
+    for item in items:
+        for entry in item["waves"]:
+            waves.setdefault(entry["wave"], []).append({
+                "source_account_id": item["source_account_id"], "status": item["status"],
+                "by_status": {status: count for status, count in entry["by_status"].items() if count}})
+    wave_items = []
+    for wave, accounts in sorted(waves.items()):
+        first = items[0]
+        wave_item = {
+            "deployment_id": first["deployment_id"],
+            "timestamp": f"{wave_key_prefix(wave)}{first['started_at']}#{first['run_id'][:8]}",
+            "record_type": WAVE_RECORD_TYPE,
+            "run_id": first["run_id"],
+            "wave": wave,
+            "updated_at": first["updated_at"],
+            "accounts": accounts,
+            "ttl": first["ttl"],
+        }
+        if "lease_until" in first:
+            wave_item["lease_until"] = first["lease_until"]
+        wave_items.append(wave_item)
+    return wave_items
 
 
 def _unhealthy_entry(instance):

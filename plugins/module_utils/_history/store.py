@@ -36,6 +36,7 @@ except ImportError:
     pass  # AnsibleAWSModule reports a missing boto3 / botocore
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import IN_PROGRESS
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import RECORD_TYPE
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import STOPPED
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import iso
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import retry_decorator
@@ -276,28 +277,33 @@ class Store:
 
     def handovers(self, account_ids, now):
         """The items of earlier runs in these accounts that handed installs over and are not claimed yet:
-        stopped, or still in progress after their lease. One paged index query per account."""
+        stopped, or still in progress after their lease. One paged StatusIndex query per status, whatever the
+        number of accounts: these two statuses hold few items, where an account's items are all its runs."""
         since = iso(now - datetime.timedelta(days=HANDOVER_DAYS))
+        wanted = set(account_ids)
         found = []
-        for account_id in account_ids:
+        for status, condition in ((STOPPED, ""), (IN_PROGRESS, " AND lease_until < :now")):
+            values = {":status": {"S": status}, ":since": {"S": since}, ":deployment": {"S": RECORD_TYPE},
+                      ":none": {"N": "0"}}
+            if condition:
+                values[":now"] = {"S": iso(now)}
             request = {
-                "TableName": self.table_name, "IndexName": "AccountIndex",
-                "KeyConditionExpression": "source_account_id = :account AND #t >= :since",
-                "FilterExpression": "#s IN (:stopped, :running) AND attribute_not_exists(claimed_by)",
+                "TableName": self.table_name, "IndexName": "StatusIndex",
+                "KeyConditionExpression": "#s = :status AND #t >= :since",
+                # drills are stopped too, and most runs hand nothing over
+                "FilterExpression": "record_type = :deployment AND attribute_not_exists(claimed_by) "
+                                    "AND size(in_flight) > :none" + condition,
                 "ExpressionAttributeNames": {"#t": "timestamp", "#s": "status"},
-                "ExpressionAttributeValues": {":account": {"S": account_id}, ":since": {"S": since},
-                                              ":stopped": {"S": STOPPED}, ":running": {"S": IN_PROGRESS}},
+                "ExpressionAttributeValues": values,
             }
             while True:
                 page = self.dynamodb.query(aws_retry=True, **request)
-                for raw in page.get("Items", []):
-                    item = deserialize(raw)
-                    if item.get("in_flight") and (item["status"] == STOPPED or item.get("lease_until", "") < iso(now)):
-                        found.append(item)
+                found.extend(item for item in map(deserialize, page.get("Items", []))
+                             if item.get("source_account_id") in wanted)
                 if not page.get("LastEvaluatedKey"):
                     break
                 request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return found
+        return sorted(found, key=lambda item: (item["source_account_id"], item["timestamp"]))
 
     def claim(self, item, run_id, now):
         """Claim the installs ``item`` handed over for ``run_id``: True when this run got them."""

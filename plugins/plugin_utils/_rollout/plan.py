@@ -165,6 +165,28 @@ def host_places(hostvars, hosts):
     return places
 
 
+def accounts_of_hosts(accounts, instance_places):
+    """``accounts`` narrowed to the account-regions of the play's hosts ({instance id: (account id, region)}, see
+    ``host_places``), so that a slice assumes, lists, records and claims in only its own; every account as
+    configured when the hosts do not say where they are, or when none of them is in a configured account-region
+    (then nothing is discovered, and the reason names the accounts configured)."""
+    regions = {}
+    for account_id, region in (instance_places or {}).values():
+        regions.setdefault(account_id, set()).add(region)
+    scoped = []
+    for account in accounts:
+        own = [region for region in account["regions"] if region in regions.get(account["account_id"], ())]
+        if own:
+            scoped.append(dict(account, regions=own))
+    return scoped or accounts
+
+
+def roles_for(entries, accounts, field):
+    """The entries of ``staging_accounts`` or ``target_accounts`` that ``accounts`` name in ``field``."""
+    named = {account.get(field) for account in accounts}
+    return [entry for entry in entries if entry["account_id"] in named]
+
+
 def build_plan(accounts, discoveries, unreachable, settings):
     """The plan from the discoveries ({(account id, region): drs_discover's answer}) of the reachable
     account-regions; ``unreachable`` lists the others with their reason."""

@@ -87,12 +87,13 @@ class RunRecord:
         self.items = history.build_items(self.record(**final), self.names, utcnow(), TTL_DAYS)
         if self.store is None:
             return
+        wave_items = history.build_wave_items(self.items)
         self.revision += 1
-        for item in self.items:
+        for item in self.items + wave_items:
             item["revision"] = self.revision
         with self._next_lock:
             waiting = self._next is not None
-            self._next = (self.items, bool(final.get("final")))
+            self._next = (self.items, wave_items, bool(final.get("final")))
         if not waiting:
             self.writes.append(self.writer.submit(self._write_next))
         if final.get("final"):
@@ -102,13 +103,13 @@ class RunRecord:
 
     def _write_next(self):
         with self._next_lock:
-            items, final = self._next
+            items, wave_items, final = self._next
             self._next = None
-        self._write(items, final)
+        self._write(items, wave_items, final)
 
-    def _write(self, items, final):
+    def _write(self, items, wave_items, final):
         try:
-            result = self.store.write(items)
+            result = self.store.write(items + wave_items)
         except OSError as error:
             self.lost = f"neither written to {self.store.table_name} nor kept in {self.store.spool_dir}: {error}"
             self.warn(f"The run's record was {self.lost}")

@@ -421,12 +421,40 @@ def test_metrics_are_batched_within_put_metric_data_limits():
 
 # --- the wave gate over several runs (AWX job slices) ---------------------------------------------
 
+class WaveTable:
+    """A history table's Query of one deployment, holding the wave items and the account items of some runs;
+    it answers a key condition on the sort key's prefix, ``page`` items a page, and keeps every request."""
+
+    def __init__(self, items, page=2):
+        self.items = sorted((store.serialize(item) for item in items), key=lambda item: item["timestamp"]["S"])
+        self.page = page
+        self.requests = []
+
+    def query(self, aws_retry, **request):
+        self.requests.append(request)
+        assert request["KeyConditionExpression"] == "deployment_id = :deployment AND begins_with(#t, :wave)"
+        values = request["ExpressionAttributeValues"]
+        matching = [item for item in self.items if item["deployment_id"] == values[":deployment"]
+                    and item["timestamp"]["S"].startswith(values[":wave"]["S"])]
+        start = request.get("ExclusiveStartKey", {}).get("timestamp", {}).get("S", "")
+        after = [item for item in matching if item["timestamp"]["S"] > start]
+        answer = {"Items": after[:self.page]}
+        if len(after) > self.page:
+            answer["LastEvaluatedKey"] = {key: after[self.page - 1][key] for key in ("deployment_id", "timestamp")}
+        return answer
+
+
 def slice_items(run_id, statuses, wave=2, **overrides):
-    """The items one slice (its own run) recorded for ``wave``, read back as drs_wave_gate reads them."""
+    """What one slice (its own run) recorded for ``wave``: its account items and its wave items."""
     wave_times = [{"wave": wave, "started_at": STARTED, "finished_at": NOW}]
-    built = history.build_items(record([instance(number, status, wave=wave) for number, status in statuses],
+    built = history.build_items(record([instance(number, status, wave=wave, account=f"{number % 3 + 1:012d}")
+                                        for number, status in statuses],
                                        run_id=run_id, waves=wave_times, **overrides), {}, NOW, 90)
-    return [query.shown(store.deserialize(store.serialize(item)), NOW) for item in built]
+    return built + history.build_wave_items(built)
+
+
+def gate_runs(items, wave=2):
+    return history.wave_runs(WaveTable(items), "history", "d-1", wave, NOW)
 
 
 def test_the_gate_adds_up_a_wave_over_every_slice_before_judging_it():
@@ -435,26 +463,59 @@ def test_the_gate_adds_up_a_wave_over_every_slice_before_judging_it():
                                   (5, "skipped_ssm_offline")])
     second = slice_items("run-b", [(6, "installed"), (7, "timed_out"), (8, "installed"), (9, "failed"),
                                    (10, "installed"), (11, "installed")])
-    assert history.judge_wave(first, 2, 0.25)["passed"]
-    assert not history.judge_wave(second, 2, 0.3)["passed"]
-    verdict = history.judge_wave(first + second, 2, 0.25)
+    assert history.judge_wave(gate_runs(first), 2, 0.25)["passed"]
+    assert not history.judge_wave(gate_runs(second), 2, 0.3)["passed"]
+    verdict = history.judge_wave(gate_runs(first + second), 2, 0.25)
     assert not verdict["passed"]
     assert verdict["figures"]["attempted"] == 10 and verdict["figures"]["failed"] == 3
     assert verdict["figures"]["skipped"] == 1
     assert "30%" in verdict["reason"] and "25%" in verdict["reason"]
     assert {run["run_id"] for run in verdict["runs"]} == {"run-a", "run-b"}
-    assert history.judge_wave(first + second, 2, 0.3)["passed"]
+    # each run's figures are kept per source account, as its account items have them
+    assert sorted((run["run_id"], run["source_account_id"], run["figures"]["attempted"]) for run in verdict["runs"]) == [
+        ("run-a", "000000000001", 1), ("run-a", "000000000002", 2), ("run-a", "000000000003", 1),
+        ("run-b", "000000000001", 2), ("run-b", "000000000002", 2), ("run-b", "000000000003", 2)]
+    assert history.judge_wave(gate_runs(first + second), 2, 0.3)["passed"]
 
 
 def test_the_gate_does_not_judge_a_wave_a_slice_has_not_finished_or_no_run_recorded():
     done = slice_items("run-a", [(1, "installed")])
     going = slice_items("run-b", [(2, "installed")], final=False, finished_at=None)
-    verdict = history.judge_wave(done + going, 2, 1.0)
+    verdict = history.judge_wave(gate_runs(done + going), 2, 1.0)
     assert not verdict["passed"]
     assert [run["run_id"] for run in verdict["unsettled_runs"]] == ["run-b"]
     assert "run-b (in_progress)" in verdict["reason"]
-    nothing = history.judge_wave(done, 3, 1.0)
+    # a run killed without recording its end reads as interrupted once its lease passed
+    later = NOW + datetime.timedelta(seconds=history.LEASE_SECONDS + 1)
+    killed = history.judge_wave(history.wave_runs(WaveTable(done + going), "history", "d-1", 2, later), 2, 1.0)
+    assert "run-b (interrupted)" in killed["reason"]
+    nothing = history.judge_wave(gate_runs(done, wave=3), 3, 1.0)
     assert not nothing["passed"] and "no run of this deployment recorded wave 3" in nothing["reason"]
+
+
+def test_the_gate_reads_only_its_waves_items_with_a_key_condition_page_by_page():
+    # five runs of waves 1 to 12 (wave 12's key begins like wave 1's), each run in three accounts
+    recorded_items = [item for number, wave in enumerate([1, 2, 2, 2, 12]) for item in
+                      slice_items(f"run-{number}", [(number * 10 + 1, "installed"), (number * 10 + 2, "installed"),
+                                                    (number * 10 + 3, "failed")], wave=wave)]
+    table = WaveTable(recorded_items, page=2)
+    runs = history.wave_runs(table, "history", "d-1", 2, NOW)
+    assert {run["run_id"] for run in runs} == {"run-1", "run-2", "run-3"} and len(runs) == 9
+    # three wave items of wave 2 in two pages; no account item and no other wave's item was read
+    assert [request["ExpressionAttributeValues"][":wave"]["S"] for request in table.requests] == ["wave#2#"] * 2
+    assert all(request["ConsistentRead"] and "FilterExpression" not in request for request in table.requests)
+    assert "ExclusiveStartKey" in table.requests[1]
+    assert {run["run_id"] for run in history.wave_runs(table, "history", "d-1", 1, NOW)} == {"run-0"}
+
+
+def test_wave_items_are_kept_out_of_every_index_and_of_the_deployment_reads():
+    built = slice_items("run-a", [(1, "installed"), (2, "failed")])
+    wave_items = [item for item in built if item["record_type"] == "wave"]
+    assert len(wave_items) == 1 and wave_items[0]["timestamp"].startswith("wave#2#")
+    # no index key: no AccountIndex, StatusIndex or PatternIndex query reads them
+    assert not {"source_account_id", "status", "deployment_pattern"} & set(wave_items[0])
+    # and past every time, so a time range on the deployment never reaches them
+    assert wave_items[0]["timestamp"] > query.time_bounds({"until": NOW + datetime.timedelta(days=3650)})[1]
 
 
 @pytest.mark.parametrize(("job_vars", "expected"), [
@@ -467,3 +528,43 @@ def test_an_awx_job_names_its_deployment_after_its_workflow_else_itself(job_vars
     assert history.job_deployment_id(job_vars) == expected
     if expected:
         assert history.inputs.deployment_id_error("deployment_id", expected) is None
+
+
+# --- hand-overs ---------------------------------------------------------------------------------------
+
+class StatusIndexTable:
+    """StatusIndex as the hand-over read sees it: each status's items that pass the filter, one page each."""
+
+    def __init__(self, by_status):
+        self.by_status = by_status
+        self.requests = []
+
+    def query(self, aws_retry, **request):
+        self.requests.append(request)
+        status = request["ExpressionAttributeValues"][":status"]["S"]
+        return {"Items": [store.serialize(item) for item in self.by_status.get(status, [])]}
+
+
+def test_handovers_are_read_in_two_status_queries_whatever_the_number_of_accounts_and_kept_to_those_asked():
+    def handed_over(account, status, hour):
+        return {"deployment_id": f"d-{account}", "timestamp": f"2026-06-01T{hour:02d}:00:00.000Z#{account}#run",
+                "source_account_id": account, "status": status, "record_type": "deployment",
+                "in_flight": [{"instance_id": "i-0123456789abcdef0"}]}
+
+    table = StatusIndexTable({"stopped": [handed_over(OTHER, "stopped", 9), handed_over(SOURCE, "stopped", 10)],
+                              "in_progress": [handed_over(SOURCE, "in_progress", 8), handed_over("777777777777",
+                                                                                                 "in_progress", 7)]})
+    accounts = [SOURCE, OTHER] + [f"{number:012d}" for number in range(1, 99)]
+    found = store.Store(table, "history", "spool", None).handovers(accounts[:1], NOW)
+    assert [(item["source_account_id"], item["status"]) for item in found] == [(SOURCE, "in_progress"), (SOURCE, "stopped")]
+    assert len(store.Store(table, "history", "spool", None).handovers(accounts, NOW)) == 3
+    assert len(table.requests) == 4
+    for request in table.requests:
+        assert request["IndexName"] == "StatusIndex"
+        assert request["KeyConditionExpression"] == "#s = :status AND #t >= :since"
+        # what hands nothing over stays in DynamoDB: claimed, nothing in flight, drills, live leases
+        assert "attribute_not_exists(claimed_by)" in request["FilterExpression"]
+        assert "size(in_flight) > :none" in request["FilterExpression"]
+        assert "record_type = :deployment" in request["FilterExpression"]
+    running = [request for request in table.requests if request["ExpressionAttributeValues"][":status"]["S"] == "in_progress"]
+    assert all("lease_until < :now" in request["FilterExpression"] for request in running)

@@ -10,6 +10,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import plan as planning
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout import settings as rules
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.record import RunRecord
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.rollout import Rollout
 
 SOURCE, STAGING = "222222222222", "333333333333"
 ROLE = f"arn:aws:iam::{SOURCE}:role/DRSOrchestrationSourceRole"
@@ -194,3 +195,85 @@ def test_hosts_that_say_where_they_are_scope_discovery_and_one_that_does_not_tur
     assert planning.host_places(hostvars, ["web-1", "web-2"]) == {
         "i-0123456789abcdef0": ("222222222222", "us-east-1"), "i-0123456789abcdef1": ("222222222222", "us-west-2")}
     assert planning.host_places(hostvars, ["web-1", "legacy"]) == {}
+
+
+class Clock:
+    def now(self):
+        return 0.0
+
+
+class Display:
+    def __init__(self):
+        self.lines = []
+
+    def display(self, text):
+        self.lines.append(text)
+
+    warning = display
+
+
+class AssumingSessions:
+    """Sessions that keep the roles asked for."""
+
+    unreachable = {}
+
+    def __init__(self):
+        self.assumed = []
+
+    def assume(self, roles, session_name, sts_region):
+        self.assumed.extend(role["account_id"] for role in roles)
+
+
+class HandoverStore:
+    table_name = "history"
+
+    def __init__(self):
+        self.asked = []
+
+    def handovers(self, account_ids, now):
+        self.asked.append(account_ids)
+        return []
+
+
+def slice_settings(instance_places):
+    """An estate of three source accounts, each staging into its own account and extending into one target, as
+    a slice on the drs_fleet inventory gets it (``instance_places``: where its hosts are)."""
+    sources = ["200000000001", "200000000002", "200000000003"]
+    accounts = [account(account_id=source, regions=["us-east-1", "us-west-2"],
+                        role_arn=f"arn:aws:iam::{source}:role/Source", staging_account_id=f"3{source[1:]}",
+                        target_account_id="444444444444") for source in sources]
+    staging = [{"account_id": f"3{source[1:]}", "role_arn": f"arn:aws:iam::3{source[1:]}:role/Staging",
+                "external_id": None} for source in sources]
+    targets = [{"account_id": "444444444444", "role_arn": "arn:aws:iam::444444444444:role/Target", "external_id": None},
+               {"account_id": "555555555555", "role_arn": "arn:aws:iam::555555555555:role/Target", "external_id": None}]
+    return dict(defaults(accounts=accounts, staging_accounts=staging, target_accounts=targets,
+                         auto_extend_source_servers=True, limit_to_instance_ids=True,
+                         instance_ids=sorted(instance_places)), instance_places=instance_places)
+
+
+@pytest.mark.parametrize(("instance_places", "accounts", "roles"), [
+    # a slice's hosts in two account-regions of two accounts: only their roles, staging and target roles
+    ({"i-0123456789abcdef0": ("200000000001", "us-west-2"), "i-0123456789abcdef1": ("200000000003", "us-east-1")},
+     [("200000000001", ["us-west-2"]), ("200000000003", ["us-east-1"])],
+     ["200000000001", "200000000003", "300000000001", "300000000003", "444444444444"]),
+    # hosts that do not say where they are: every account as configured, every role
+    ({}, [(source, ["us-east-1", "us-west-2"]) for source in ("200000000001", "200000000002", "200000000003")],
+     ["200000000001", "200000000002", "200000000003", "300000000001", "300000000002", "300000000003",
+      "444444444444", "555555555555"]),
+    # hosts in none of the accounts: the accounts as configured, and nothing is discovered
+    ({"i-0123456789abcdef0": ("999999999999", "us-east-1")},
+     [(source, ["us-east-1", "us-west-2"]) for source in ("200000000001", "200000000002", "200000000003")],
+     ["200000000001", "200000000002", "200000000003", "300000000001", "300000000002", "300000000003",
+      "444444444444", "555555555555"]),
+])
+def test_a_slice_assumes_records_and_claims_hand_overs_in_only_its_hosts_accounts(instance_places, accounts, roles):
+    run = Rollout(slice_settings(instance_places), ROLE_VARIABLES, Clock(), Display(), threading.Event(), False)
+    assert [(entry["account_id"], entry["regions"]) for entry in run.accounts] == accounts
+    run.sessions = AssumingSessions()
+    run._open_sessions()
+    assert run.sessions.assumed == roles
+    # a hand-over in an account the slice has no host in is for the slice that has hosts there
+    run.plan = planning.build_plan(run.accounts, {}, [], run.settings)
+    run.record = RunRecord(HandoverStore(), {}, "deployment", "run", run.plan, run.accounts, warn=None)
+    run._claim_handovers()
+    assert run.record.store.asked == [[account_id for account_id, _regions in accounts]]
