@@ -30,7 +30,7 @@ SANITY_DIR := $(SANITY_ROOT)/$(NAMESPACE)/$(NAME)
 # Tools (ansible-*, pytest, ...) come from .venv first.
 export PATH := $(CURDIR)/$(VENV_BIN):$(PATH)
 
-.PHONY: help venv test lint sanity build pytest lab lab-measure demo bench awx-rehearsal ee-context clean clean-venv
+.PHONY: help venv test lint sanity build pytest lab lab-measure demo bench event-bench awx-rehearsal ee-context clean clean-venv
 
 # test runs its steps in order, even under make -j.
 .NOTPARALLEL:
@@ -45,6 +45,7 @@ help:
 	@echo "make lab     run the local AWS lab in the foreground (SCENARIO=$(SCENARIO) LAB_PORT=$(LAB_PORT))"
 	@echo "make lab-measure  seed a scenario in-process and print seeding time and idle memory (SCENARIO=scale)"
 	@echo "make bench   time the deploy playbook on the lab's scale scenario: overhead, AWS calls, memory (BENCH_ARGS=--time-scale N)"
+	@echo "make event-bench  time event-driven protection: seconds from tag to SendCommand and to registration (BENCH_ARGS=--window N)"
 	@echo "make awx-rehearsal  run the controller configuration's workflow as AWX runs it (sliced jobs by ansible-runner) against the lab"
 	@echo "make clean   remove build output and caches (keeps .venv; 'make clean-venv' removes it)"
 
@@ -168,6 +169,12 @@ bench: SCENARIO = scale
 bench: $(VENV_STAMP) $(COLLECTION_LINK)
 	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLLECTIONS_DIR) PYTHON=$(VENV_BIN)/python BENCH_SCENARIO=$(SCENARIO) \
 	    scripts/with-lab.sh $(SCENARIO) -- $(VENV_BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+# The rulebook protect_new_instances against the lab's events scenario: 120 instances tagged at once, the seconds
+# from each tag to its SendCommand and to its registration (BENCH_ARGS: --window, --instances, --time-scale).
+event-bench: $(VENV_STAMP) $(COLLECTION_LINK) java
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLLECTIONS_DIR) PYTHON=$(VENV_BIN)/python \
+	    scripts/with-lab.sh events -- $(VENV_BIN)/python scripts/event_bench.py $(BENCH_ARGS)
 
 # No AWX server runs here: this runs the "DRS rollout" workflow of playbooks/configure_controller.yml's definitions
 # as AWX would (each node a job by ansible-runner, sliced nodes as concurrent slice jobs, artifacts passed on)
