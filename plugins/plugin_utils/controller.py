@@ -7,7 +7,9 @@
 ``drs_controller`` role sends with the ``awx.awx`` modules and that the AWX rehearsal runs.
 
 ``definitions(settings)`` returns ``{kind: [entry, ...]}`` for the kinds of ``KINDS``, each entry exactly the
-parameters of the ``awx.awx`` module of its kind (``MODULES``); only ``credentials`` entries hold secrets.
+parameters of the ``awx.awx`` module of its kind (``MODULES``), and for the kinds of ``EDA_KINDS``, each entry the
+parameters of the ``ansible.eda`` module of its kind (``EDA_MODULES``); only the credentials' entries
+(``SECRET_KINDS``) hold secrets.
 
 The workflow "DRS rollout" has, per wave ``n`` in order, a deploy node (the deploy template, ``limit: wave_<n>``,
 sliced by the template's ``job_slice_count``) whose success leads to a gate node (``playbooks/wave_gate.yml``
@@ -21,13 +23,22 @@ would check against the questions. ``playbooks/deploy_agents.yml`` maps the answ
 variables; ``deploy_scope`` (filter ``drs_deploy_scope``) turns the accounts, regions and pattern into
 ``drs_agent_deploy_accounts``, from the accounts the deploy template holds as ``drs_deploy_accounts``.
 
+The job template "DRS protect instances" runs ``playbooks/protect_instances.yml`` for one window of instance
+events: the rulebook activation (Event-Driven Ansible) launches it with the window as the extra variable
+``ansible_eda``. It holds the deploy's variables as they are, ``drs_agent_deploy_accounts`` included: no survey
+scopes them. The Event-Driven Ansible objects (decision environment, project, the queue reader's credential type,
+the credentials, the activation running ``extensions/eda/rulebooks/protect_new_instances_controller.yml``) are
+built only when ``eda_enabled`` is set; otherwise their kinds are empty.
+
 A bad setting raises ValueError naming the role variable, the entry and the rule, before any object is built.
 """
 
 import copy
+import json
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils import inputs
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.history import PATTERNS
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import DEFAULT_TAG_FILTERS
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import deployment_pattern
 
 KINDS = ("execution_environments", "projects", "credential_types", "credentials", "inventories",
@@ -42,20 +53,33 @@ MODULES = {
     "job_templates": "awx.awx.job_template",
     "workflow_job_templates": "awx.awx.workflow_job_template",
 }
-SECRET_KINDS = ("credentials",)
+EDA_KINDS = ("eda_decision_environments", "eda_projects", "eda_credential_types", "eda_credentials",
+             "eda_rulebook_activations")
+EDA_MODULES = {
+    "eda_decision_environments": "ansible.eda.decision_environment",
+    "eda_projects": "ansible.eda.project",
+    "eda_credential_types": "ansible.eda.credential_type",
+    "eda_credentials": "ansible.eda.credential",
+    "eda_rulebook_activations": "ansible.eda.rulebook_activation",
+}
+SECRET_KINDS = ("credentials", "eda_credentials")
 
 # the deploy role's defaults (roles/drs_agent_deploy/defaults/main.yml)
 DEFAULT_HISTORY_TABLE = "drs-deployment-history"
 DEFAULT_HISTORY_REGION = "us-east-1"
 DEPLOY_PLAYBOOK = "playbooks/deploy_agents.yml"
 GATE_PLAYBOOK = "playbooks/wave_gate.yml"
+PROTECT_PLAYBOOK = "playbooks/protect_instances.yml"
 PLAYBOOKS = {
     "setup": "playbooks/setup_accounts.yml",
     "deploy": DEPLOY_PLAYBOOK,
     "extension": "playbooks/extend_source_servers.yml",
     "report": "playbooks/report.yml",
     "gate": GATE_PLAYBOOK,
+    "protect": PROTECT_PLAYBOOK,
 }
+NAME_KEYS = ("execution_environment", "project", "credential_type", "credential", "inventory", "inventory_source",
+             "workflow")
 # What the credential type injects: the orchestration account's keys as AWS's own environment keys (boto3, the
 # inventory plugin and the deploy read them), the external id for the inventory plugin and for the deploy.
 CREDENTIAL_FIELDS = (
@@ -77,6 +101,32 @@ CREDENTIAL_INJECTORS = {
                    "drs_extension_external_id": "{{ external_id }}"},
 }
 
+# Event-Driven Ansible. The rulebook a rulebook activation runs is named by its file in the project's
+# extensions/eda/rulebooks/.
+CONTROLLER_RULEBOOK = "protect_new_instances_controller.yml"
+EDA_NAME_KEYS = ("decision_environment", "project", "credential_type", "queue_credential", "controller_credential",
+                 "activation")
+# Event-Driven Ansible's own credential type for reaching the controller: the activation's run_job_template action
+# launches the job template with it.
+EDA_CONTROLLER_CREDENTIAL_TYPE = "Red Hat Ansible Automation Platform"
+EDA_CONTROLLER_CREDENTIAL_FIELDS = ("host", "username", "password", "oauth_token", "verify_ssl")
+# The event source reads the queue with boto3, which takes the keys from AWS's own environment keys.
+QUEUE_CREDENTIAL_FIELDS = (
+    {"id": "access_key_id", "label": "Access key id", "type": "string"},
+    {"id": "secret_access_key", "label": "Secret access key", "type": "string", "secret": True},
+    {"id": "session_token", "label": "Session token", "type": "string", "secret": True},
+)
+QUEUE_CREDENTIAL_INJECTORS = {
+    "env": {
+        "AWS_ACCESS_KEY_ID": "{{ access_key_id }}",
+        "AWS_SECRET_ACCESS_KEY": "{{ secret_access_key }}",
+        "AWS_SESSION_TOKEN": "{{ session_token }}",
+    },
+}
+# the event source's limits (plugins/plugin_utils/instance_events.py check_arguments)
+WINDOW_SECONDS_RANGE = (1, 900)
+THROTTLE_SECONDS_RANGE = (0, 86400)
+
 # The deploy survey's variables, mapped onto the deploy role's by playbooks/deploy_agents.yml.
 SURVEY_ACCOUNTS = "drs_deploy_accounts"  # not a question: the deploy template's accounts, which the survey scopes
 SURVEY_ACCOUNT_IDS = "drs_deploy_account_ids"
@@ -95,6 +145,12 @@ NOT_FIXED = dict(
 
 def _check(s):
     """The settings' rules, each error naming the role variable, the entry and the rule."""
+    names = s["names"]
+    missing = [key for key in NAME_KEYS if not isinstance(names, dict) or not names.get(key)]
+    missing += [f"job_templates.{kind}" for kind in PLAYBOOKS
+                if not isinstance(names, dict) or not (names.get("job_templates") or {}).get(kind)]
+    if missing:
+        raise ValueError(f"{PREFIX}names must name every object: {', '.join(missing)} missing")
     waves = s["waves"]
     if not isinstance(waves, list) or not waves:
         raise ValueError(f"{PREFIX}waves must list the waves of the workflow, such as [1, 2, 3]")
@@ -129,6 +185,51 @@ def _check(s):
                                         for position, region in enumerate(regions)))
         if error:
             raise ValueError(error)
+    if s.get("eda_enabled"):
+        _check_eda(s)
+
+
+def _check_eda(s):
+    """The Event-Driven Ansible settings' rules, checked only when its objects are built."""
+    names = s.get("eda_names")
+    missing = [key for key in EDA_NAME_KEYS if not isinstance(names, dict) or not names.get(key)]
+    if missing:
+        raise ValueError(f"{PREFIX}eda_names must name every Event-Driven Ansible object: {', '.join(missing)} missing")
+    for key, what in (("eda_decision_environment_image", "the decision environment's image"),
+                      ("eda_queue_url", "the URL of the SQS queue (playbooks/setup_events.yml's output QueueUrl)")):
+        if not isinstance(s.get(key), str) or not s[key].strip():
+            raise ValueError(f"{PREFIX}{key} is required when {PREFIX}eda_enabled is true: {what}")
+    error = inputs.region_error(f"{PREFIX}eda_queue_region", s.get("eda_queue_region"))
+    if error:
+        raise ValueError(error)
+    for key, (lowest, highest) in (("eda_window_seconds", WINDOW_SECONDS_RANGE),
+                                   ("eda_throttle_seconds", THROTTLE_SECONDS_RANGE)):
+        value = s.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
+            raise ValueError(f"{PREFIX}{key} {value!r} must be a whole number of seconds from {lowest} to {highest}")
+    queue_fields = [field["id"] for field in QUEUE_CREDENTIAL_FIELDS]
+    _check_credential_inputs("eda_queue_credential_inputs", s.get("eda_queue_credential_inputs"), queue_fields,
+                             required=("access_key_id", "secret_access_key"))
+    controller_inputs = s.get("eda_controller_credential_inputs")
+    _check_credential_inputs("eda_controller_credential_inputs", controller_inputs, EDA_CONTROLLER_CREDENTIAL_FIELDS,
+                             required=("host",))
+    if not controller_inputs.get("oauth_token") and not (controller_inputs.get("username")
+                                                         and controller_inputs.get("password")):
+        raise ValueError(f"{PREFIX}eda_controller_credential_inputs needs oauth_token, or username and password: "
+                         "the activation launches the job template with them")
+
+
+def _check_credential_inputs(variable, given, fields, required):
+    """A credential's inputs: a mapping of the type's fields only, the required ones given. Names the keys, never
+    the values."""
+    if not isinstance(given, dict):
+        raise ValueError(f"{PREFIX}{variable} must be a mapping of the credential's fields ({', '.join(fields)})")
+    unknown = sorted(set(given) - set(fields))
+    if unknown:
+        raise ValueError(f"{PREFIX}{variable}.{unknown[0]} is not a field of the credential ({', '.join(fields)})")
+    missing = [key for key in required if given.get(key) in (None, "")]
+    if missing:
+        raise ValueError(f"{PREFIX}{variable} needs {', '.join(missing)}")
 
 
 def definitions(settings):
@@ -173,7 +274,76 @@ def definitions(settings):
         "job_templates": [_job_template(s, kind, shared_vars) for kind in PLAYBOOKS],
         "workflow_job_templates": [_workflow(s)],
     }
+    result.update(_eda(s, shared_vars) if s.get("eda_enabled") else {kind: [] for kind in EDA_KINDS})
     return result
+
+
+def _given(credential_inputs):
+    return {key: value for key, value in (credential_inputs or {}).items() if value not in (None, "")}
+
+
+def activation_variables(s, shared_vars):
+    """The variables of the controller rulebook (protect_new_instances_controller.yml)."""
+    return {
+        "drs_events_queue_url": s["eda_queue_url"].strip(),
+        "drs_events_region": s["eda_queue_region"],
+        "drs_events_window_seconds": s["eda_window_seconds"],
+        "drs_events_throttle_seconds": s["eda_throttle_seconds"],
+        # the deploy's own, so that the events handed on are of instances the deploy installs on
+        "drs_events_tag_filters": copy.deepcopy(shared_vars.get("drs_agent_deploy_tag_filters", DEFAULT_TAG_FILTERS)),
+        "drs_events_job_template": s["names"]["job_templates"]["protect"],
+        "drs_events_organization": s["organization"],
+    }
+
+
+def _eda(s, shared_vars):
+    organization = s["organization"]
+    names = s["eda_names"]
+    return {
+        "eda_decision_environments": [{
+            "name": names["decision_environment"], "organization_name": organization,
+            "image_url": s["eda_decision_environment_image"],
+            "description": "ansible-rulebook with drs_orchestration.agent_deployer (its drs_instance_events source) "
+                           "and boto3",
+        }],
+        "eda_projects": [{
+            "name": names["project"], "organization_name": organization, "url": s["project_scm_url"],
+            "scm_branch": s["project_scm_branch"],
+            "description": "The rulebooks of drs_orchestration.agent_deployer (extensions/eda/rulebooks)",
+        }],
+        "eda_credential_types": [{
+            "name": names["credential_type"],
+            "description": "Keys that may receive and delete the messages of the instance events queue",
+            "inputs": {"fields": [dict(field) for field in QUEUE_CREDENTIAL_FIELDS],
+                       "required": ["access_key_id", "secret_access_key"]},
+            "injectors": copy.deepcopy(QUEUE_CREDENTIAL_INJECTORS),
+        }],
+        "eda_credentials": [
+            {"name": names["queue_credential"], "organization_name": organization,
+             "credential_type_name": names["credential_type"], "inputs": _given(s.get("eda_queue_credential_inputs")),
+             "description": "Reads the instance events queue (setup_events.yml)"},
+            {"name": names["controller_credential"], "organization_name": organization,
+             "credential_type_name": EDA_CONTROLLER_CREDENTIAL_TYPE,
+             "inputs": _given(s.get("eda_controller_credential_inputs")),
+             "description": "Launches the job template that protects a window's instances"},
+        ],
+        "eda_rulebook_activations": [{
+            "name": names["activation"], "organization_name": organization,
+            "description": "Deploys the DRS agent to instances as they are launched or get the DR tags",
+            "project_name": names["project"], "rulebook_name": CONTROLLER_RULEBOOK,
+            "decision_environment_name": names["decision_environment"],
+            "eda_credentials": [names["queue_credential"], names["controller_credential"]],
+            # the module takes the variables as text; JSON, in a stable order, is YAML the server reads and
+            # compares the same on every run
+            "extra_vars": json.dumps(activation_variables(s, shared_vars), sort_keys=True),
+            # a listener that ends on an error (a queue briefly out of reach) comes back; one that is stopped stays
+            "restart_policy": "on-failure",
+            # a change of the rulebook in the project reaches the running listener
+            "restart_on_project_update": True,
+            # the source logs each closed window (account, region, instances) at info
+            "log_level": "info",
+        }],
+    }
 
 
 def _job_template(s, kind, shared_vars):
@@ -193,6 +363,9 @@ def _job_template(s, kind, shared_vars):
     if kind == "deploy" and "drs_agent_deploy_accounts" in shared_vars:
         # under another name, so that the survey's answers can scope them (an extra variable cannot be overridden)
         template["extra_vars"][SURVEY_ACCOUNTS] = template["extra_vars"].pop("drs_agent_deploy_accounts")
+    if kind == "protect":
+        # one job per window: windows of different account-regions run side by side, as the rulebook hands them on
+        template["allow_simultaneous"] = True
     if kind == "deploy":
         template.update(
             job_slice_count=s["job_slice_count"], allow_simultaneous=False, ask_limit_on_launch=True,

@@ -37,7 +37,8 @@ def ansible_playbook(playbook, *args, extra_vars=None):
     return completed.returncode, completed.stdout + completed.stderr
 
 
-@pytest.mark.parametrize("playbook", [CONFIGURE, "playbooks/deploy_agents.yml", "playbooks/wave_gate.yml"])
+@pytest.mark.parametrize("playbook", [CONFIGURE, "playbooks/deploy_agents.yml", "playbooks/wave_gate.yml",
+                                      "playbooks/protect_instances.yml"])
 def test_the_playbooks_of_the_controller_pass_the_syntax_check(playbook):
     returncode, output = ansible_playbook(playbook, "--syntax-check")
     assert returncode == 0, output
@@ -52,6 +53,12 @@ def test_the_playbooks_of_the_controller_pass_the_syntax_check(playbook):
     ({"drs_controller_waves": [1, 2, 1]}, "drs_controller_waves [1, 2, 1] lists a wave twice"),
     ({"drs_controller_extra_vars": {"drs_deploy_check": "yes"}},
      "drs_controller_extra_vars.drs_deploy_check cannot be fixed: the deploy survey sets it"),
+    # Event-Driven Ansible's settings are checked with the rest, before any call, their secrets hidden
+    ({"drs_controller_eda_enabled": True, "drs_controller_eda_password": SECRET,
+      "drs_controller_eda_queue_credential_inputs": {"access_key_id": "AKIAQUEUE", "secret_access_key": SECRET},
+      "drs_controller_eda_controller_credential_inputs": {"host": "https://gateway.example.com/api/controller/",
+                                                          "oauth_token": EXTERNAL_ID}},
+     "drs_controller_eda_decision_environment_image is required when drs_controller_eda_enabled is true"),
 ])
 def test_bad_input_is_refused_before_any_call_to_a_controller(change, message):
     extra_vars = {key: value for key, value in dict(GOOD, **change).items() if value is not None}

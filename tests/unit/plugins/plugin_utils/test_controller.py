@@ -3,6 +3,8 @@ runs here, so each definition is validated with the argument specification the m
 
 import copy
 import importlib
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.filter.controller import FilterModule
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils import controller
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils import instance_events
 
 REPO = Path(__file__).resolve().parents[4]
 DEPLOY_SPEC = yaml.safe_load((REPO / "roles/drs_agent_deploy/meta/argument_specs.yml").read_text())
@@ -54,6 +57,18 @@ def settings(**overrides):
     values.update(execution_environment_image="registry.example.com/dr/ee:1", project_scm_url="https://git.example.com/dr.git",
                   credential_inputs={"access_key_id": "AKIAEXAMPLE", "secret_access_key": "very-secret",
                                      "external_id": "ext-id-secret"})
+    values.update(overrides)
+    return values
+
+
+def eda_settings(**overrides):
+    """The settings with Event-Driven Ansible enabled and its secrets given."""
+    values = settings(
+        eda_enabled=True, eda_decision_environment_image="registry.example.com/dr/de:1",
+        eda_queue_url="https://sqs.us-east-1.amazonaws.com/999999999999/drs-instance-events", eda_queue_region="us-east-1",
+        eda_queue_credential_inputs={"access_key_id": "AKIAQUEUE", "secret_access_key": "queue-secret-key"},
+        eda_controller_credential_inputs={"host": "https://gateway.example.com/api/controller/",
+                                          "oauth_token": "controller-token-secret"})
     values.update(overrides)
     return values
 
@@ -129,13 +144,15 @@ def test_the_survey_asks_only_for_variables_the_deploy_reads_with_valid_types():
 
 
 def test_secrets_are_only_in_the_credential():
-    objects = controller.definitions(settings())
+    objects = controller.definitions(eda_settings())
+    secrets = {"credentials": ("very-secret", "ext-id-secret"),
+               "eda_credentials": ("queue-secret-key", "controller-token-secret")}
+    assert set(secrets) == set(controller.SECRET_KINDS)
+    every_secret = [secret for kind_secrets in secrets.values() for secret in kind_secrets]
     for kind, entries in objects.items():
         text = repr(entries)
-        if kind in controller.SECRET_KINDS:
-            assert "very-secret" in text and "ext-id-secret" in text
-        else:
-            assert "very-secret" not in text and "ext-id-secret" not in text, kind
+        for secret in every_secret:
+            assert (secret in text) == (secret in secrets.get(kind, ())), (kind, secret)
     [credential_type] = objects["credential_types"]
     secret_fields = {field["id"] for field in credential_type["inputs"]["fields"] if field.get("secret")}
     assert {"secret_access_key", "session_token", "external_id"} <= secret_fields
@@ -397,3 +414,204 @@ def test_the_scope_filter_fails_as_a_filter():
         FilterModule().filters()["drs_deploy_scope"](ACCOUNTS, ["999999999999"])
     with pytest.raises(AnsibleFilterError, match="drs_controller_waves"):
         FilterModule().filters()["drs_controller_definitions"](settings(waves=[]))
+
+
+# --- event-driven protection --------------------------------------------------------------------------------------
+# ansible.eda cannot be installed here, so its modules' argument specs are not at hand: these tests check what holds
+# without them, that the objects name one another, the rulebook and the job template, and carry the rulebook's
+# variables and no secret outside the credentials.
+RULEBOOKS = REPO / "extensions/eda/rulebooks"
+PROTECT_PLAYBOOK = (REPO / controller.PROTECT_PLAYBOOK).read_text()
+
+
+def templates_by_playbook(objects):
+    return {template["playbook"]: template for template in objects["job_templates"]}
+
+
+def test_the_protect_template_gives_the_deploy_role_its_variables_as_they_are_and_prompts_for_the_window():
+    objects = controller.definitions(settings(extra_vars={"drs_agent_deploy_accounts": ACCOUNTS,
+                                                          "drs_agent_deploy_history_table": "dr-history"}))
+    templates = templates_by_playbook(objects)
+    protect, deploy = templates[controller.PROTECT_PLAYBOOK], templates[controller.DEPLOY_PLAYBOOK]
+    assert protect["name"] == ROLE_DEFAULTS["drs_controller_names"]["job_templates"]["protect"]
+    for key in ("organization", "project", "inventory", "credentials", "execution_environment"):
+        assert protect[key] == deploy[key], key
+    # Event-Driven Ansible hands the window on as the extra variable ansible_eda, which the playbook reads
+    assert protect["ask_variables_on_launch"] is True
+    assert "ansible_eda.event.drs_instances" in PROTECT_PLAYBOOK
+    # no survey maps anything: the deploy role reads these variables themselves
+    assert not protect.get("survey_enabled") and "survey_spec" not in protect
+    assert protect["extra_vars"] == {"drs_agent_deploy_accounts": ACCOUNTS, "drs_agent_deploy_history_table": "dr-history"}
+    deploy_options = DEPLOY_SPEC["argument_specs"]["main"]["options"]
+    assert set(protect["extra_vars"]) <= set(deploy_options)
+    assert protect["allow_simultaneous"] is True
+
+
+def test_the_protect_template_is_not_in_the_workflow():
+    objects = controller.definitions(settings())
+    protect = templates_by_playbook(objects)[controller.PROTECT_PLAYBOOK]
+    [workflow] = objects["workflow_job_templates"]
+    assert protect["name"] not in {node["unified_job_template"]["name"] for node in workflow["workflow_nodes"]}
+
+
+def test_no_event_driven_object_is_built_unless_enabled():
+    objects = controller.definitions(settings(eda_queue_url="", eda_decision_environment_image=""))
+    assert {kind: objects[kind] for kind in controller.EDA_KINDS} == {kind: [] for kind in controller.EDA_KINDS}
+
+
+def test_the_role_defaults_enable_no_event_driven_object_and_name_each():
+    assert ROLE_DEFAULTS["drs_controller_eda_enabled"] is False
+    assert set(ROLE_DEFAULTS["drs_controller_eda_names"]) == set(controller.EDA_NAME_KEYS)
+    objects = controller.definitions(eda_settings())
+    assert {kind for kind in controller.EDA_KINDS if objects[kind]} == set(controller.EDA_KINDS)
+
+
+def test_every_event_driven_definition_names_objects_of_the_same_data():
+    objects = controller.definitions(eda_settings())
+    names = {kind: {entry["name"] for entry in objects[kind]} for kind in objects}
+    [activation] = objects["eda_rulebook_activations"]
+    assert activation["project_name"] in names["eda_projects"]
+    assert activation["decision_environment_name"] in names["eda_decision_environments"]
+    assert set(activation["eda_credentials"]) == names["eda_credentials"]
+    assert (RULEBOOKS / activation["rulebook_name"]).is_file()
+    variables = json.loads(activation["extra_vars"])
+    protect = templates_by_playbook(objects)[controller.PROTECT_PLAYBOOK]
+    assert variables["drs_events_job_template"] == protect["name"]
+    assert variables["drs_events_organization"] == protect["organization"]
+    for credential in objects["eda_credentials"]:
+        assert credential["credential_type_name"] in names["eda_credential_types"] | {controller.EDA_CONTROLLER_CREDENTIAL_TYPE}
+    # the Event-Driven Ansible project is the controller's: the rulebook and the job template's playbook come
+    # from the same repository and branch
+    [project], [eda_project] = objects["projects"], objects["eda_projects"]
+    assert (eda_project["url"], eda_project["scm_branch"]) == (project["scm_url"], project["scm_branch"])
+    organizations = {entry["organization_name"] for kind in controller.EDA_KINDS for entry in objects[kind]
+                     if "organization_name" in entry}
+    assert organizations == {"Default"}
+
+
+def rulebook_variables(rulebook):
+    """The variables a rulebook's templates use: name -> whether every use gives a default."""
+    found = {}
+
+    def walk(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str):
+            for expression in re.findall(r"\{\{(.*?)\}\}", value):
+                name = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", expression).group(1)
+                defaulted = re.search(r"\|\s*default\(", expression) is not None
+                found[name] = found.get(name, True) and defaulted
+
+    walk(yaml.safe_load(rulebook.read_text()))
+    return found
+
+
+def test_the_rulebook_check_finds_what_has_no_default():
+    used = rulebook_variables(RULEBOOKS / controller.CONTROLLER_RULEBOOK)
+    assert {name for name, defaulted in used.items() if not defaulted} >= {
+        "drs_events_queue_url", "drs_events_job_template", "drs_events_organization"}
+    assert used["drs_events_region"] is True
+
+
+def test_the_activation_gives_every_variable_the_rulebook_uses_without_a_default():
+    [activation] = controller.definitions(eda_settings())["eda_rulebook_activations"]
+    variables = json.loads(activation["extra_vars"])
+    used = rulebook_variables(RULEBOOKS / activation["rulebook_name"])
+    assert {name for name, defaulted in used.items() if not defaulted} <= set(variables)
+    # and each one it gives, the rulebook uses
+    assert set(variables) <= set(used)
+
+
+def test_the_event_source_accepts_the_activations_values():
+    extra_vars = {"drs_agent_deploy_tag_filters": {"dr:enabled": "yes"}}
+    [activation] = controller.definitions(eda_settings(extra_vars=extra_vars, eda_window_seconds=120,
+                                                       eda_throttle_seconds=0))["eda_rulebook_activations"]
+    variables = json.loads(activation["extra_vars"])
+    checked = instance_events.check_arguments({
+        "queue_url": variables["drs_events_queue_url"], "region": variables["drs_events_region"],
+        "window_seconds": variables["drs_events_window_seconds"],
+        "throttle_seconds": variables["drs_events_throttle_seconds"], "tag_filters": variables["drs_events_tag_filters"]})
+    assert (checked["window_seconds"], checked["throttle_seconds"], checked["region"]) == (120, 0, "us-east-1")
+    # the deploy's tag filters: the source hands on the instances the deploy installs on
+    assert variables["drs_events_tag_filters"] == {"dr:enabled": "yes"}
+    [default_activation] = controller.definitions(eda_settings())["eda_rulebook_activations"]
+    assert json.loads(default_activation["extra_vars"])["drs_events_tag_filters"] == \
+        yaml.safe_load((REPO / "roles/drs_agent_deploy/defaults/main.yml").read_text())["drs_agent_deploy_tag_filters"]
+
+
+def test_the_queue_credential_injects_the_keys_boto3_reads_from_its_secret_fields():
+    [credential_type] = controller.definitions(eda_settings())["eda_credential_types"]
+    fields = {field["id"]: field for field in credential_type["inputs"]["fields"]}
+    assert credential_type["injectors"] == {"env": {
+        "AWS_ACCESS_KEY_ID": "{{ access_key_id }}", "AWS_SECRET_ACCESS_KEY": "{{ secret_access_key }}",
+        "AWS_SESSION_TOKEN": "{{ session_token }}"}}
+    assert fields["secret_access_key"]["secret"] and fields["session_token"]["secret"]
+    assert set(credential_type["inputs"]["required"]) <= set(fields)
+
+
+def role_tasks(path):
+    """(module, the kind of drs_controller_objects its loop sends, the task) of every task of a task file."""
+    found = []
+    for block in yaml.safe_load((REPO / "roles/drs_controller/tasks" / path).read_text()):
+        for task in block.get("block", [block]):
+            modules = [key for key in task if key.startswith(("awx.awx.", "ansible.eda."))]
+            if modules:
+                kind = re.fullmatch(r"\{\{ drs_controller_objects\.(\w+) \}\}", task["loop"]).group(1)
+                found.append((modules[0], kind, task))
+    return found
+
+
+@pytest.mark.parametrize("path, modules", [("main.yml", controller.MODULES), ("eda.yml", controller.EDA_MODULES)])
+def test_the_role_sends_each_kind_to_its_module_once_and_the_credentials_unlogged(path, modules):
+    sent = role_tasks(path)
+    assert {kind: module for module, kind, _task in sent} == modules
+    assert len(sent) == len(modules)
+    for module, kind, task in sent:
+        assert task[module] == "{{ item }}", kind
+        assert task.get("no_log") is (True if kind in controller.SECRET_KINDS else None), kind
+
+
+def test_the_role_includes_the_event_driven_tasks_only_when_enabled():
+    [configure] = yaml.safe_load((REPO / "roles/drs_controller/tasks/main.yml").read_text())
+    [include] = [task for task in configure["block"] if "ansible.builtin.include_tasks" in task]
+    assert include["ansible.builtin.include_tasks"] == "eda.yml"
+    assert include["when"] == "drs_controller_eda_enabled | bool"
+    settings_passed = configure["vars"]["drs_controller_settings"]
+    role_options = yaml.safe_load((REPO / "roles/drs_controller/meta/argument_specs.yml").read_text())
+    options = role_options["argument_specs"]["main"]["options"]
+    for key in settings_passed:
+        assert f"drs_controller_{key}" in options, key
+    for option in ("drs_controller_eda_queue_credential_inputs", "drs_controller_eda_controller_credential_inputs",
+                   "drs_controller_eda_password", "drs_controller_eda_token"):
+        assert options[option].get("no_log") is True, option
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"eda_decision_environment_image": ""},
+     "drs_controller_eda_decision_environment_image is required when drs_controller_eda_enabled is true"),
+    ({"eda_queue_url": None}, "drs_controller_eda_queue_url is required when drs_controller_eda_enabled is true"),
+    ({"eda_queue_region": ""}, "drs_controller_eda_queue_region '' is not an AWS region"),
+    ({"eda_window_seconds": 0}, "drs_controller_eda_window_seconds 0 must be a whole number of seconds from 1 to 900"),
+    ({"eda_throttle_seconds": True}, "drs_controller_eda_throttle_seconds True must be a whole number"),
+    ({"eda_names": {"project": "p"}}, "drs_controller_eda_names must name every Event-Driven Ansible object: "
+                                      "decision_environment, credential_type"),
+    ({"eda_queue_credential_inputs": {"access_key_id": "AKIAQUEUE", "secret": "queue-secret-key"}},
+     "drs_controller_eda_queue_credential_inputs.secret is not a field of the credential"),
+    ({"eda_queue_credential_inputs": {"access_key_id": "AKIAQUEUE"}},
+     "drs_controller_eda_queue_credential_inputs needs secret_access_key"),
+    ({"eda_controller_credential_inputs": {"oauth_token": "controller-token-secret"}},
+     "drs_controller_eda_controller_credential_inputs needs host"),
+    ({"eda_controller_credential_inputs": {"host": "https://gateway.example.com", "username": "eda"}},
+     "drs_controller_eda_controller_credential_inputs needs oauth_token, or username and password"),
+    ({"names": dict(ROLE_DEFAULTS["drs_controller_names"], job_templates={"deploy": "d"})},
+     "drs_controller_names must name every object: job_templates.setup, job_templates.extension"),
+])
+def test_a_bad_event_driven_setting_is_refused_naming_the_variable_and_never_a_secret(overrides, message):
+    with pytest.raises(ValueError) as error:
+        controller.definitions(eda_settings(**overrides))
+    assert message in str(error.value)
+    assert "queue-secret-key" not in str(error.value) and "controller-token-secret" not in str(error.value)
