@@ -78,7 +78,8 @@ PLAYBOOKS = {
     "gate": GATE_PLAYBOOK,
     "protect": PROTECT_PLAYBOOK,
 }
-NAME_KEYS = ("execution_environment", "project", "credential_type", "credential", "inventory", "inventory_source",
+NAME_KEYS = ("execution_environment", "project", "credential_type", "credential", "inventory", "controller_inventory",
+             "inventory_source",
              "workflow")
 # What the credential type injects: the orchestration account's keys as AWS's own environment keys (boto3, the
 # inventory plugin and the deploy read them), the external id for the inventory plugin and for the deploy.
@@ -264,6 +265,10 @@ def definitions(settings):
         "inventories": [{
             "name": names["inventory"], "organization": organization,
             "description": "The DR-tagged instances of every account (drs_orchestration.agent_deployer.drs_fleet)",
+        }, {
+            # a window's job names its instances itself: it needs no host, and no fleet update on each launch
+            "name": names["controller_inventory"], "organization": organization,
+            "description": "No hosts: jobs that run on the controller alone (an event window's deploy)",
         }],
         "inventory_sources": [{
             "name": names["inventory_source"], "inventory": names["inventory"], "source": "scm",
@@ -364,6 +369,7 @@ def _job_template(s, kind, shared_vars):
         # under another name, so that the survey's answers can scope them (an extra variable cannot be overridden)
         template["extra_vars"][SURVEY_ACCOUNTS] = template["extra_vars"].pop("drs_agent_deploy_accounts")
     if kind == "protect":
+        template["inventory"] = names["controller_inventory"]
         # one job per window: windows of different account-regions run side by side, as the rulebook hands them on
         template["allow_simultaneous"] = True
     if kind == "deploy":

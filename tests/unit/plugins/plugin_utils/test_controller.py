@@ -434,8 +434,13 @@ def test_the_protect_template_gives_the_deploy_role_its_variables_as_they_are_an
     templates = templates_by_playbook(objects)
     protect, deploy = templates[controller.PROTECT_PLAYBOOK], templates[controller.DEPLOY_PLAYBOOK]
     assert protect["name"] == ROLE_DEFAULTS["drs_controller_names"]["job_templates"]["protect"]
-    for key in ("organization", "project", "inventory", "credentials", "execution_environment"):
+    for key in ("organization", "project", "credentials", "execution_environment"):
         assert protect[key] == deploy[key], key
+    # the window names its instances: an inventory without hosts or a source, so no fleet update runs per window
+    controller_inventory = ROLE_DEFAULTS["drs_controller_names"]["controller_inventory"]
+    assert protect["inventory"] == controller_inventory != deploy["inventory"]
+    assert controller_inventory in {inventory["name"] for inventory in objects["inventories"]}
+    assert controller_inventory not in {source["inventory"] for source in objects["inventory_sources"]}
     # Event-Driven Ansible hands the window on as the extra variable ansible_eda, which the playbook reads
     assert protect["ask_variables_on_launch"] is True
     assert "ansible_eda.event.drs_instances" in PROTECT_PLAYBOOK
