@@ -74,3 +74,14 @@ def unknown_parameter(protocol, service, name):
     if service == "drs":
         return AwsError("ValidationException", f"Unrecognized field \"{name}\"", 400, reason="cannotParse")
     return AwsError("SerializationException", f"Unrecognized field \"{name}\"", 400)
+
+
+def sqs_queue_does_not_exist():
+    """SQS's answer for a queue URL or name that names no queue of the caller's account and region (JSON clients
+    read the code from the x-amzn-query-error header the serializer adds)."""
+    return AwsError("AWS.SimpleQueueService.NonExistentQueue", "The specified queue does not exist.", 400)
+
+
+def sqs_invalid_parameter_value(name, value, reason):
+    """SQS refusing a value out of its range, in SQS's words: ``reason`` as "Must be between 1 and 10"."""
+    return AwsError("InvalidParameterValue", f"Value {value} for parameter {name} is invalid. Reason: {reason}, if provided.", 400)

@@ -3,6 +3,7 @@ the calls moto answers that the lab watches, to publish the EventBridge events A
 
 from lab.responses import drs
 from lab.responses import ec2
+from lab.responses import sqs
 from lab.responses import ssm
 from lab.responses import sts
 
@@ -36,6 +37,8 @@ ROUTES = {
     ("drs", "DescribeJobLogItems"): drs.describe_job_log_items,
     ("drs", "DescribeRecoveryInstances"): drs.describe_recovery_instances,
     ("drs", "DescribeRecoverySnapshots"): drs.describe_recovery_snapshots,
+    # --- SQS ---
+    ("sqs", "ReceiveMessage"): sqs.receive_message,
 }
 
 WATCHED = {

@@ -1,6 +1,7 @@
 """The lab's HTTP front: authenticates, injects faults, refuses the actions a scenario denies a
 role, validates against the botocore model, answers the operations in the routes table, and hands
-everything else to moto in the caller's account."""
+everything else to moto in the caller's account. Each call is worked on under the world lock, one at a
+time; a call that waits (an SQS long poll) waits outside it."""
 
 import io
 import json
@@ -37,6 +38,7 @@ from lab.protocol import (
     verify_signature,
 )
 from lab.routes import ROUTES, WATCHED
+from lab.waiting import Pending
 from lab.world import World
 
 
@@ -95,13 +97,34 @@ class LabApplication:
                 result = throttling_error(service)
             else:
                 result = self._checked_dispatch(world, credential, caller, operation, request, environ, body)
-            if isinstance(result, AwsError):
-                world.stats.record_error(service, operation.name, result.code)
-                result = serialize(operation, result)
-            world.stats.record_service_time(service, operation.name, started_at, time.perf_counter() - started)
+            result = _counted(world, operation, result)
+            busy = time.perf_counter() - started
+        if isinstance(result, Pending):
+            result, busy_while_waiting = self._wait_for_answer(world, operation, result)
+            busy += busy_while_waiting
+        world.stats.record_service_time(service, operation.name, started_at, busy)
         if latency:  # served outside the world lock, so one slow call does not stall the others
             time.sleep(latency)
         return result
+
+    def _wait_for_answer(self, world, operation, pending):
+        """Wait outside the world lock until a pending call answers, trying again under the lock whenever a change
+        is announced or the retry interval passes, and running the lab's due events first, so that a scenario's
+        scheduled changes happen during a long poll as they would between calls. Returns the answer and the seconds
+        spent under the lock."""
+        result, busy = pending, 0.0
+        while isinstance(result, Pending):
+            result.wait()
+            with world.lock:
+                resumed = time.perf_counter()
+                if self.world is world:
+                    world.run_due_events()
+                    next_step = result.retry
+                else:  # a reset replaced the world, and the queue the call waited on with it
+                    next_step = result.expired
+                result = _counted(world, operation, _answered(operation, next_step))
+                busy += time.perf_counter() - resumed
+        return result, busy
 
     def _checked_dispatch(self, world, credential, caller, operation, request, environ, body):
         if world.denies(credential, operation.service, operation.name):
@@ -121,13 +144,7 @@ class LabApplication:
             if published and answer[0] == 200:
                 published()
             return answer
-        try:
-            return serialize(operation, handler(world, Call(credential, caller.region, operation)))
-        except AwsError as error:
-            return error
-        except Exception:  # a lab defect must show as a 500 with its trace, never as a hang
-            traceback.print_exc(file=sys.stderr)
-            return AwsError("InternalFailure", "The lab failed to process this request; see its log.", 500)
+        return _answered(operation, lambda: handler(world, Call(credential, caller.region, operation)))
 
     def _forward_to_moto(self, environ, body, account_id):
         forwarded = dict(environ)
@@ -147,6 +164,27 @@ class LabApplication:
             chunks.close()
         headers = {k: v for k, v in captured["headers"] if k.lower() not in ("content-length", "server", "date")}
         return captured["status"], headers, payload
+
+
+def _answered(operation, answer):
+    """What a route's ``answer()`` gives, as bytes; an AwsError for what it refuses; a Pending while it has nothing
+    to answer yet."""
+    try:
+        result = answer()
+        return result if isinstance(result, Pending) else serialize(operation, result)
+    except AwsError as error:
+        return error
+    except Exception:  # a lab defect must show as a 500 with its trace, never as a hang
+        traceback.print_exc(file=sys.stderr)
+        return AwsError("InternalFailure", "The lab failed to process this request; see its log.", 500)
+
+
+def _counted(world, operation, result):
+    """A call's answer as bytes, an error counted in the statistics; a Pending as it is."""
+    if isinstance(result, AwsError):
+        world.stats.record_error(operation.service, operation.name, result.code)
+        return serialize(operation, result)
+    return result
 
 
 def _access_denied(service, operation_name, principal_arn):

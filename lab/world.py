@@ -20,11 +20,12 @@ from lab.clock import SimulatedClock
 from lab.faults import FaultPlan
 # imported for what they change in moto: the CloudFormation alarm, queue policy and event bus policy
 # resource types, stack tables' TTL and backups, EC2 resources' direct tag lookups and DescribeInstances
-# answers written straight to XML
+# answers written straight to XML, queues announcing each message they take to the calls waiting for one
 from lab.models import cloudformation  # noqa: F401  pylint: disable=unused-import
 from lab.models import cloudwatch  # noqa: F401  pylint: disable=unused-import
 from lab.models import dynamodb  # noqa: F401  pylint: disable=unused-import
 from lab.models import ec2  # noqa: F401  pylint: disable=unused-import
+from lab.models import sqs  # noqa: F401  pylint: disable=unused-import
 from lab.models.drs import DrsService
 from lab.models.events import EventRouter, root_identity, tag_request_parameters
 from lab.models.ssm import SsmService
