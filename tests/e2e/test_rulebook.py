@@ -126,7 +126,6 @@ def rulebook(lab, estate):
         "drs_events_queue_url": estate["queue_url"],
         "drs_events_region": REGION,
         "drs_events_window_seconds": WINDOW_SECONDS,
-        "drs_events_wait_seconds": 1,
         "drs_events_deploy_vars_file": str(estate["deploy_vars"]),
     })
     yield running
