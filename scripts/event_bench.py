@@ -91,6 +91,7 @@ def main():
     parser.add_argument("--instances", type=int, default=120, help="how many instances to tag (default 120)")
     parser.add_argument("--time-scale", type=float, default=60.0, help="the lab's simulated seconds per real second")
     parser.add_argument("--timeout", type=float, default=600.0, help="real seconds to wait for every registration")
+    parser.add_argument("--task-times", action="store_true", help="print the rulebook's output with each task's time")
     options = parser.parse_args()
 
     lab_control("clock", {"time_scale": options.time_scale})
@@ -116,6 +117,8 @@ def main():
         instance_ids = new_instances(options.instances)
         log_path = directory / "rulebook.log"
         environment = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+        if options.task_times:
+            environment["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
         with open(log_path, "w", encoding="utf-8") as log:
             rulebook = subprocess.Popen(
                 [str(BIN / "ansible-rulebook"), "-r", "drs_orchestration.agent_deployer.protect_new_instances",
@@ -130,6 +133,8 @@ def main():
                     rulebook.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     rulebook.kill()
+        if options.task_times:
+            print(log_path.read_text(encoding="utf-8", errors="replace"))
     report(options, instance_ids, *measured)
 
 
