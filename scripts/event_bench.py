@@ -28,6 +28,8 @@ from pathlib import Path
 import boto3
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.processes import running_children  # noqa: E402  (the repository's own helpers, after its root is on the path)
 BIN = Path(sys.executable).parent
 ORCHESTRATION, APPS, REGION = "111111111111", "222222222222", "us-east-1"
 SOURCE_ROLE = f"arn:aws:iam::{APPS}:role/DRSOrchestrationSourceRole"
@@ -167,6 +169,11 @@ def measure(options, instance_ids, log_path, rulebook):
                     sent_at.setdefault(instance_id, now)
         for instance_id in wanted & registered_instances(drs):
             registered_at.setdefault(instance_id, now)
+        time.sleep(POLL_SECONDS)
+    # the deploys end (summary, record) before the rulebook is stopped: stopped otherwise, it leaves them behind
+    while running_children(rulebook.pid, "ansible-playbook"):
+        if time.monotonic() > deadline:
+            sys.exit("event-bench: the rulebook's deploys did not end in time")
         time.sleep(POLL_SECONDS)
     return tagged_at, sent_at, registered_at, commands
 

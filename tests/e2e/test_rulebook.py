@@ -17,6 +17,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from tests.e2e.conftest import ANSIBLE_BIN, collection_environment, run_playbook
 from tests.lab_fixture import REPO_ROOT
+from tests.processes import running_children
 
 SCENARIO = "events"
 ORCHESTRATION, APPS, LOCKED = "111111111111", "222222222222", "555555555555"
@@ -71,8 +72,15 @@ class Rulebook:
     def running(self):
         return self.process.poll() is None
 
+    def jobs(self):
+        """The ansible-playbook processes the rulebook runs now (ansible-runner starts them as its children)."""
+        return running_children(self.process.pid, "ansible-playbook")
+
     def stop(self):
+        """Ctrl-C once no deploy runs: ansible-rulebook then ends at once. (Stopped otherwise, a SIGTERM or a kill
+        leaves the deploy it started behind, since ansible-runner starts jobs that ignore SIGHUP.)"""
         if self.running():
+            wait_for("the rulebook's deploys to end", lambda: not self.jobs(), rulebook=self)
             self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(timeout=60)
