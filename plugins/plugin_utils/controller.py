@@ -49,6 +49,9 @@ DEFAULT_HISTORY_TABLE = "drs-deployment-history"
 DEFAULT_HISTORY_REGION = "us-east-1"
 DEPLOY_PLAYBOOK = "playbooks/deploy_agents.yml"
 GATE_PLAYBOOK = "playbooks/wave_gate.yml"
+# The inventory of the job templates whose plays run on the controller only: it has no host, so that these jobs
+# (a wave's gate between two waves, the report) do not load the whole fleet.
+DEFAULT_CONTROLLER_INVENTORY = "DRS controller"
 PLAYBOOKS = {
     "setup": "playbooks/setup_accounts.yml",
     "deploy": DEPLOY_PLAYBOOK,
@@ -163,6 +166,9 @@ def definitions(settings):
         "inventories": [{
             "name": names["inventory"], "organization": organization,
             "description": "The DR-tagged instances of every account (drs_orchestration.agent_deployer.drs_fleet)",
+        }, {
+            "name": controller_inventory(names), "organization": organization,
+            "description": "No host: the jobs that run on the controller only (setup, extension, gates, report)",
         }],
         "inventory_sources": [{
             "name": names["inventory_source"], "inventory": names["inventory"], "source": "scm",
@@ -176,11 +182,16 @@ def definitions(settings):
     return result
 
 
+def controller_inventory(names):
+    return names.get("controller_inventory") or DEFAULT_CONTROLLER_INVENTORY
+
+
 def _job_template(s, kind, shared_vars):
     names = s["names"]
     template = {
         "name": names["job_templates"][kind], "organization": s["organization"], "job_type": "run",
-        "inventory": names["inventory"], "project": names["project"], "playbook": PLAYBOOKS[kind],
+        "inventory": names["inventory"] if kind == "deploy" else controller_inventory(names),
+        "project": names["project"], "playbook": PLAYBOOKS[kind],
         "credentials": [names["credential"]], "execution_environment": names["execution_environment"],
         "extra_vars": dict(shared_vars), "ask_variables_on_launch": True,
     }

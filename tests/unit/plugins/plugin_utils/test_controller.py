@@ -397,3 +397,20 @@ def test_the_scope_filter_fails_as_a_filter():
         FilterModule().filters()["drs_deploy_scope"](ACCOUNTS, ["999999999999"])
     with pytest.raises(AnsibleFilterError, match="drs_controller_waves"):
         FilterModule().filters()["drs_controller_definitions"](settings(waves=[]))
+
+
+@pytest.mark.parametrize("names", [{}, {"controller_inventory": "DR controller jobs"}])
+def test_only_the_deploy_loads_the_fleet_the_other_jobs_run_on_an_inventory_with_no_host(names):
+    chosen = dict(ROLE_DEFAULTS["drs_controller_names"], **names)
+    if not names:
+        del chosen["controller_inventory"]  # a names mapping from before it had this key
+    objects = controller.definitions(settings(names=chosen))
+    own = names.get("controller_inventory", controller.DEFAULT_CONTROLLER_INVENTORY)
+    assert [inventory["name"] for inventory in objects["inventories"]] == ["DRS fleet", own]
+    # the fleet's inventory alone has a source: the controller's has no host
+    assert [source["inventory"] for source in objects["inventory_sources"]] == ["DRS fleet"]
+    inventories = {template["playbook"]: template["inventory"] for template in objects["job_templates"]}
+    assert inventories.pop("playbooks/deploy_agents.yml") == "DRS fleet"
+    assert set(inventories) == {"playbooks/setup_accounts.yml", "playbooks/extend_source_servers.yml",
+                                "playbooks/report.yml", "playbooks/wave_gate.yml"}
+    assert set(inventories.values()) == {own}
