@@ -10,6 +10,7 @@ What AWX does, and so does this:
 - a job template with job_slice_count N above 1 becomes a workflow job of its own (a sliced job) whose N jobs run
   at the same time, each on slice k of the inventory: the enabled hosts sorted by name, dealt round-robin
   (hosts[k-1::N]); the node's limit then applies inside each slice, as ansible-playbook's --limit;
+- a job runs on its template's inventory: the fleet's hosts, or none on an inventory without a source;
 - a node runs once its parent ended and the edge it hangs on (success, failure, always) matches; an artifact a job
   sets with set_stats becomes an extra variable of every later node (the workflow's own extra variables win over
   artifacts, which win over the node's extra_data, as AWX merges them);
@@ -165,6 +166,8 @@ class Rehearsal:
     def __init__(self, definitions, inventory, env, injected_vars, collections_path, lab_url):
         self.templates = {template["name"]: template for template in definitions["job_templates"]}
         self.inventory = inventory
+        [source] = definitions["inventory_sources"]
+        self.fleet = source["inventory"]
         self.env = env
         self.injected_vars = injected_vars
         self.collections_path = collections_path
@@ -228,7 +231,9 @@ class Rehearsal:
                                           self._job_vars(template, next_id(), sliced_id, template["name"], extravars),
                                           limit, self.env, self.collections_path), hostnames))
         else:
-            jobs = [run_job(template, sorted(self.inventory["hosts"]), self.inventory,
+            # a template on another inventory than the fleet's: the controller's, with no host
+            hostnames = sorted(self.inventory["hosts"]) if template["inventory"] == self.fleet else []
+            jobs = [run_job(template, hostnames, self.inventory,
                             self._job_vars(template, next_id(), workflow_job_id, workflow_name, extravars),
                             limit, self.env, self.collections_path)]
         result = self._node_result(node, template, jobs, limit, before, time.monotonic() - started)

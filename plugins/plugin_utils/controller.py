@@ -70,6 +70,9 @@ DEFAULT_HISTORY_REGION = "us-east-1"
 DEPLOY_PLAYBOOK = "playbooks/deploy_agents.yml"
 GATE_PLAYBOOK = "playbooks/wave_gate.yml"
 PROTECT_PLAYBOOK = "playbooks/protect_instances.yml"
+# The inventory of the job templates whose plays run on the controller only: it has no host, so that these jobs
+# (a wave's gate between two waves, the report) do not load the whole fleet.
+DEFAULT_CONTROLLER_INVENTORY = "DRS controller"
 PLAYBOOKS = {
     "setup": "playbooks/setup_accounts.yml",
     "deploy": DEPLOY_PLAYBOOK,
@@ -78,8 +81,7 @@ PLAYBOOKS = {
     "gate": GATE_PLAYBOOK,
     "protect": PROTECT_PLAYBOOK,
 }
-NAME_KEYS = ("execution_environment", "project", "credential_type", "credential", "inventory", "controller_inventory",
-             "inventory_source",
+NAME_KEYS = ("execution_environment", "project", "credential_type", "credential", "inventory", "inventory_source",
              "workflow")
 # What the credential type injects: the orchestration account's keys as AWS's own environment keys (boto3, the
 # inventory plugin and the deploy read them), the external id for the inventory plugin and for the deploy.
@@ -266,9 +268,8 @@ def definitions(settings):
             "name": names["inventory"], "organization": organization,
             "description": "The DR-tagged instances of every account (drs_orchestration.agent_deployer.drs_fleet)",
         }, {
-            # a window's job names its instances itself: it needs no host, and no fleet update on each launch
-            "name": names["controller_inventory"], "organization": organization,
-            "description": "No hosts: jobs that run on the controller alone (an event window's deploy)",
+            "name": controller_inventory(names), "organization": organization,
+            "description": "No host: the jobs that run on the controller only (setup, extension, gates, report)",
         }],
         "inventory_sources": [{
             "name": names["inventory_source"], "inventory": names["inventory"], "source": "scm",
@@ -349,13 +350,16 @@ def _eda(s, shared_vars):
             "log_level": "info",
         }],
     }
+def controller_inventory(names):
+    return names.get("controller_inventory") or DEFAULT_CONTROLLER_INVENTORY
 
 
 def _job_template(s, kind, shared_vars):
     names = s["names"]
     template = {
         "name": names["job_templates"][kind], "organization": s["organization"], "job_type": "run",
-        "inventory": names["inventory"], "project": names["project"], "playbook": PLAYBOOKS[kind],
+        "inventory": names["inventory"] if kind == "deploy" else controller_inventory(names),
+        "project": names["project"], "playbook": PLAYBOOKS[kind],
         "credentials": [names["credential"]], "execution_environment": names["execution_environment"],
         "extra_vars": dict(shared_vars), "ask_variables_on_launch": True,
     }
@@ -369,7 +373,6 @@ def _job_template(s, kind, shared_vars):
         # under another name, so that the survey's answers can scope them (an extra variable cannot be overridden)
         template["extra_vars"][SURVEY_ACCOUNTS] = template["extra_vars"].pop("drs_agent_deploy_accounts")
     if kind == "protect":
-        template["inventory"] = names["controller_inventory"]
         # one job per window: windows of different account-regions run side by side, as the rulebook hands them on
         template["allow_simultaneous"] = True
     if kind == "deploy":

@@ -259,10 +259,15 @@ def build_items(record, names, now, ttl_days):
     return items
 
 
+# The sort keys of a deployment's wave items begin with this: past every ISO time, so a time range never
+# reaches them.
+WAVE_KEYS = "wave#"
+
+
 def wave_key_prefix(wave):
-    """What the sort keys of a deployment's wave items of ``wave`` begin with: past every ISO time, so a time
-    range never reaches them, and ending in ``#`` so that wave 2's are not wave 20's."""
-    return f"wave#{wave}#"
+    """What the sort keys of a deployment's wave items of ``wave`` begin with; the last ``#`` keeps wave 20's
+    out of wave 2's."""
+    return f"{WAVE_KEYS}{wave}#"
 
 
 def build_wave_items(items):

@@ -22,6 +22,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import HistoryInputError
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import INTERRUPTED
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import IN_PROGRESS
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import WAVE_KEYS
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import effective_status
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import failed_instances
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils._history.items import iso
@@ -103,6 +104,9 @@ def time_bounds(params):
 
 def _query_request(params, query, statuses, since, until, now):
     index, attribute, value = query
+    if index is None and until is None:
+        # a deployment's wave items sort after its items; only the wave gate reads them
+        until = WAVE_KEYS
     names = {"#k": attribute, "#r": "record_type"}
     values = {":k": {"S": value}, ":type": {"S": params.get("record_type") or DEPLOYMENT}}
     condition = "#k = :k"

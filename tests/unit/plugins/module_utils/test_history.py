@@ -516,6 +516,10 @@ def test_wave_items_are_kept_out_of_every_index_and_of_the_deployment_reads():
     assert not {"source_account_id", "status", "deployment_pattern"} & set(wave_items[0])
     # and past every time, so a time range on the deployment never reaches them
     assert wave_items[0]["timestamp"] > query.time_bounds({"until": NOW + datetime.timedelta(days=3650)})[1]
+    # a read of the deployment's items stops before them, with no time range too
+    request = query._query_request(info(deployment_id="d-1"), (None, "deployment_id", "d-1"), None, None, None, NOW)
+    assert request["KeyConditionExpression"] == "#k = :k AND #t <= :until"
+    assert wave_items[0]["timestamp"] > request["ExpressionAttributeValues"][":until"]["S"] > built[0]["timestamp"]
 
 
 @pytest.mark.parametrize(("job_vars", "expected"), [

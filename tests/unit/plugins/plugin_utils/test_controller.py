@@ -620,3 +620,20 @@ def test_a_bad_event_driven_setting_is_refused_naming_the_variable_and_never_a_s
         controller.definitions(eda_settings(**overrides))
     assert message in str(error.value)
     assert "queue-secret-key" not in str(error.value) and "controller-token-secret" not in str(error.value)
+
+
+@pytest.mark.parametrize("names", [{}, {"controller_inventory": "DR controller jobs"}])
+def test_only_the_deploy_loads_the_fleet_the_other_jobs_run_on_an_inventory_with_no_host(names):
+    chosen = dict(ROLE_DEFAULTS["drs_controller_names"], **names)
+    if not names:
+        del chosen["controller_inventory"]  # a names mapping from before it had this key
+    objects = controller.definitions(settings(names=chosen))
+    own = names.get("controller_inventory", controller.DEFAULT_CONTROLLER_INVENTORY)
+    assert [inventory["name"] for inventory in objects["inventories"]] == ["DRS fleet", own]
+    # the fleet's inventory alone has a source: the controller's has no host
+    assert [source["inventory"] for source in objects["inventory_sources"]] == ["DRS fleet"]
+    inventories = {template["playbook"]: template["inventory"] for template in objects["job_templates"]}
+    assert inventories.pop("playbooks/deploy_agents.yml") == "DRS fleet"
+    assert set(inventories) == {"playbooks/setup_accounts.yml", "playbooks/extend_source_servers.yml",
+                                "playbooks/report.yml", "playbooks/wave_gate.yml", "playbooks/protect_instances.yml"}
+    assert set(inventories.values()) == {own}
