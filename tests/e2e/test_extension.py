@@ -295,4 +295,6 @@ def _history(lab):
     pages = lab.client("dynamodb").get_paginator("scan").paginate(TableName=HISTORY_TABLE)
     items = [{key: TypeDeserializer().deserialize(value) for key, value in item.items()}
              for page in pages for item in page["Items"]]
-    return sorted(items, key=lambda item: item["timestamp"], reverse=True)
+    # the runs' account items, not their wave items (which the wave gate reads)
+    return sorted((item for item in items if item.get("record_type") == "deployment"),
+                  key=lambda item: item["timestamp"], reverse=True)
