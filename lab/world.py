@@ -305,4 +305,3 @@ def _shuffled(world, values):
 
 def _range(value):
     return (value, value) if isinstance(value, (int, float)) else (value[0], value[1])
-

@@ -350,6 +350,8 @@ def _eda(s, shared_vars):
             "log_level": "info",
         }],
     }
+
+
 def controller_inventory(names):
     return names.get("controller_inventory") or DEFAULT_CONTROLLER_INVENTORY
 
