@@ -22,17 +22,18 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="module")
 def lab_factory():
     """Start labs for a module's scenarios: ``lab_factory("demo")`` for a shipped scenario, or
-    ``lab_factory(path)`` for a scenario file of the tests, at one simulated second per real second; all are
-    stopped afterwards."""
+    ``lab_factory(path)`` for a scenario file of the tests, at one simulated second per real second (or
+    ``time_scale``: 0.001 for tests in which simulated time moves only when they advance it); all are stopped
+    afterwards."""
     started = {}
 
-    def start(scenario):
+    def start(scenario, time_scale=1):
         if scenario not in started:
             path = scenario if isinstance(scenario, Path) else REPO_ROOT / "lab" / "scenarios" / f"{scenario}.yml"
             started[scenario] = RunningLab(path)
             # the collection waits on the lab's clock under the tests (tests/lab_clock.py): real time should hardly
             # move it meanwhile
-            started[scenario].pin_time_scale(1)
+            started[scenario].pin_time_scale(time_scale)
         return started[scenario]
 
     yield start

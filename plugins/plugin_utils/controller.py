@@ -40,6 +40,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils i
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.history import PATTERNS
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import DEFAULT_TAG_FILTERS
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils._rollout.plan import deployment_pattern
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.instance_events import SECONDS_ARGUMENTS
 
 KINDS = ("execution_environments", "projects", "credential_types", "credentials", "inventories",
          "inventory_sources", "job_templates", "workflow_job_templates")
@@ -83,21 +84,24 @@ PLAYBOOKS = {
 }
 NAME_KEYS = ("execution_environment", "project", "credential_type", "credential", "inventory", "inventory_source",
              "workflow")
-# What the credential type injects: the orchestration account's keys as AWS's own environment keys (boto3, the
-# inventory plugin and the deploy read them), the external id for the inventory plugin and for the deploy.
-CREDENTIAL_FIELDS = (
+# AWS keys as a credential's fields, injected as AWS's own environment keys (boto3 reads them)
+AWS_KEY_FIELDS = (
     {"id": "access_key_id", "label": "Access key id", "type": "string"},
     {"id": "secret_access_key", "label": "Secret access key", "type": "string", "secret": True},
     {"id": "session_token", "label": "Session token", "type": "string", "secret": True},
+)
+AWS_KEY_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "{{ access_key_id }}",
+    "AWS_SECRET_ACCESS_KEY": "{{ secret_access_key }}",
+    "AWS_SESSION_TOKEN": "{{ session_token }}",
+}
+# What the credential type injects: the orchestration account's keys (boto3, the inventory plugin and the deploy
+# read them), the external id for the inventory plugin and for the deploy.
+CREDENTIAL_FIELDS = AWS_KEY_FIELDS + (
     {"id": "external_id", "label": "External id of the accounts' roles", "type": "string", "secret": True},
 )
 CREDENTIAL_INJECTORS = {
-    "env": {
-        "AWS_ACCESS_KEY_ID": "{{ access_key_id }}",
-        "AWS_SECRET_ACCESS_KEY": "{{ secret_access_key }}",
-        "AWS_SESSION_TOKEN": "{{ session_token }}",
-        "DRS_EXTERNAL_ID": "{{ external_id }}",
-    },
+    "env": dict(AWS_KEY_ENVIRONMENT, DRS_EXTERNAL_ID="{{ external_id }}"),
     # the roles of the setup, deploy and extension templates each read the external id as their own variable
     "extra_vars": {"drs_agent_deploy_external_id": "{{ external_id }}",
                    "drs_account_setup_external_id": "{{ external_id }}",
@@ -114,21 +118,8 @@ EDA_NAME_KEYS = ("decision_environment", "project", "credential_type", "queue_cr
 EDA_CONTROLLER_CREDENTIAL_TYPE = "Red Hat Ansible Automation Platform"
 EDA_CONTROLLER_CREDENTIAL_FIELDS = ("host", "username", "password", "oauth_token", "verify_ssl")
 # The event source reads the queue with boto3, which takes the keys from AWS's own environment keys.
-QUEUE_CREDENTIAL_FIELDS = (
-    {"id": "access_key_id", "label": "Access key id", "type": "string"},
-    {"id": "secret_access_key", "label": "Secret access key", "type": "string", "secret": True},
-    {"id": "session_token", "label": "Session token", "type": "string", "secret": True},
-)
-QUEUE_CREDENTIAL_INJECTORS = {
-    "env": {
-        "AWS_ACCESS_KEY_ID": "{{ access_key_id }}",
-        "AWS_SECRET_ACCESS_KEY": "{{ secret_access_key }}",
-        "AWS_SESSION_TOKEN": "{{ session_token }}",
-    },
-}
-# the event source's limits (plugins/plugin_utils/instance_events.py check_arguments)
-WINDOW_SECONDS_RANGE = (1, 900)
-THROTTLE_SECONDS_RANGE = (0, 86400)
+QUEUE_CREDENTIAL_FIELDS = AWS_KEY_FIELDS
+QUEUE_CREDENTIAL_INJECTORS = {"env": dict(AWS_KEY_ENVIRONMENT)}
 
 # The deploy survey's variables, mapped onto the deploy role's by playbooks/deploy_agents.yml.
 SURVEY_ACCOUNTS = "drs_deploy_accounts"  # not a question: the deploy template's accounts, which the survey scopes
@@ -205,8 +196,8 @@ def _check_eda(s):
     error = inputs.region_error(f"{PREFIX}eda_queue_region", s.get("eda_queue_region"))
     if error:
         raise ValueError(error)
-    for key, (lowest, highest) in (("eda_window_seconds", WINDOW_SECONDS_RANGE),
-                                   ("eda_throttle_seconds", THROTTLE_SECONDS_RANGE)):
+    for argument in ("window_seconds", "throttle_seconds"):
+        key, lowest, highest = f"eda_{argument}", SECONDS_ARGUMENTS[argument][1], SECONDS_ARGUMENTS[argument][2]
         value = s.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
             raise ValueError(f"{PREFIX}{key} {value!r} must be a whole number of seconds from {lowest} to {highest}")

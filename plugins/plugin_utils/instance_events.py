@@ -37,6 +37,9 @@ TAG_CALLS = ("CreateTags", "DeleteTags")
 # an event id is remembered this long after it was first seen, to drop the same event delivered again later
 SEEN_EVENT_SECONDS = 3600
 
+# each number of seconds the event source takes: (default, lowest, highest); SQS waits at most 20 seconds
+SECONDS_ARGUMENTS = {"window_seconds": (60, 1, 900), "throttle_seconds": (600, 0, 86400), "wait_seconds": (20, 0, 20)}
+
 # what the window holds for an instance: True (carries the DR tags), False (does not), None (the discovery decides)
 Observation = collections.namedtuple("Observation", "account_id region instance_id tagged order event_id")
 
@@ -61,11 +64,8 @@ def check_arguments(args):
         "queue_url": queue_url.strip(),
         "region": _optional_text(args, "region"),
         "profile": _optional_text(args, "profile"),
-        "window_seconds": _whole_number(args, "window_seconds", 60, 1, 900),
-        "throttle_seconds": _whole_number(args, "throttle_seconds", 600, 0, 86400),
-        # SQS waits at most 20 seconds for a message
-        "wait_seconds": _whole_number(args, "wait_seconds", 20, 0, 20),
     }
+    checked.update({name: _whole_number(args, name, *limits) for name, limits in SECONDS_ARGUMENTS.items()})
     try:
         # the deploy's default, so that the rulebook and the deploy look for the same instances
         tag_filters = DEFAULT_TAG_FILTERS if args.get("tag_filters") is None else args["tag_filters"]

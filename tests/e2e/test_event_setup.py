@@ -52,10 +52,8 @@ def as_bootstrap(lab, account, service, region=REGION):
 
 @pytest.fixture(scope="module")
 def lab(lab_factory):
-    running = lab_factory(SCENARIO)
     # simulated time moves only when a test advances it
-    running.pin_time_scale(0.001)
-    return running
+    return lab_factory(SCENARIO, time_scale=0.001)
 
 
 @pytest.fixture(scope="module")

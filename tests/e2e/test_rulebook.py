@@ -91,10 +91,8 @@ class Rulebook:
 
 @pytest.fixture(scope="module")
 def lab(lab_factory):
-    running = lab_factory(SCENARIO)
     # the deploys wait on the lab's clock (tests/lab_clock.py); real time moves it at its own pace
-    running.pin_time_scale(1)
-    return running
+    return lab_factory(SCENARIO)
 
 
 @pytest.fixture(scope="module")

@@ -32,10 +32,8 @@ ATTRIBUTES_VARY = {"SentTimestamp", "ApproximateFirstReceiveTimestamp", "Sequenc
 
 @pytest.fixture(scope="module")
 def lab(lab_factory):
-    running = lab_factory(SCENARIO)
     # simulated time moves only when a test advances it, so no long poll ends on the simulated clock by itself
-    running.pin_time_scale(0.001)
-    return running
+    return lab_factory(SCENARIO, time_scale=0.001)
 
 
 @pytest.fixture(scope="module")
