@@ -2,15 +2,18 @@
 a controller: the next best thing to an AWX server, against the lab (make awx-rehearsal).
 
 What AWX does, and so does this:
-- an inventory update runs the inventory source (ansible-inventory on its file, with the credentials injected)
-  and keeps its hosts;
+- an inventory update runs an inventory source (ansible-inventory on its file, with the credentials injected and,
+  for a source from a project, its source variables as environment keys) and keeps its hosts; every inventory
+  that a node of the workflow runs on is updated once, before the workflow;
 - each workflow node is a job run by ansible-runner (AWX's own job engine) in a private data dir of its own, with
   the job template's playbook, the node's limit and extra variables, the credential type's injectors applied
   (environment keys and extra variables) and AWX's job variables (awx_job_id, awx_workflow_job_id, ...);
-- a job template with job_slice_count N above 1 becomes a workflow job of its own (a sliced job) whose N jobs run
-  at the same time, each on slice k of the inventory: the enabled hosts sorted by name, dealt round-robin
-  (hosts[k-1::N]); the node's limit then applies inside each slice, as ansible-playbook's --limit;
-- a job runs on its template's inventory: the fleet's hosts, or none on an inventory without a source;
+- a job runs on the workflow's inventory, else the node's, when its template prompts for an inventory
+  (ask_inventory_on_launch), and on its template's inventory otherwise; an inventory without a source has no host;
+- a job template with job_slice_count N above 1 becomes a workflow job of its own (a sliced job) whose
+  min(N, hosts) jobs run at the same time, each on slice k of the job's inventory: the enabled hosts sorted by
+  name, dealt round-robin (hosts[k-1::N]); the node's limit then applies inside each slice, as ansible-playbook's
+  --limit;
 - a node runs once its parent ended and the edge it hangs on (success, failure, always) matches; an artifact a job
   sets with set_stats becomes an extra variable of every later node (the workflow's own extra variables win over
   artifacts, which win over the node's extra_data, as AWX merges them);
@@ -100,6 +103,9 @@ def plain(mapping):
     return mapping
 
 
+NO_HOST = {"hosts": {}, "groups": {}}
+
+
 def update_inventory(source_path, env):
     """The hosts (with their variables) and groups an inventory update finds, as AWX keeps them."""
     with tempfile.TemporaryDirectory(prefix="awx-inventory-update-") as private:
@@ -162,12 +168,20 @@ def run_job(template, hostnames, inventory, extravars, limit, env, collections_p
 
 # --- the workflow ---------------------------------------------------------------------------------------
 
+def job_inventory(workflow, node, template):
+    """The name of the inventory a node's job runs on, by AWX's rule: the workflow's own inventory, then the node's,
+    count only when the template prompts for an inventory."""
+    if template.get("ask_inventory_on_launch"):
+        for given in (workflow.get("inventory"), node.get("inventory")):
+            if given:
+                return given["name"] if isinstance(given, dict) else given
+    return template["inventory"]
+
+
 class Rehearsal:
-    def __init__(self, definitions, inventory, env, injected_vars, collections_path, lab_url):
+    def __init__(self, definitions, inventories, env, injected_vars, collections_path, lab_url):
         self.templates = {template["name"]: template for template in definitions["job_templates"]}
-        self.inventory = inventory
-        [source] = definitions["inventory_sources"]
-        self.fleet = source["inventory"]
+        self.inventories = inventories
         self.env = env
         self.injected_vars = injected_vars
         self.collections_path = collections_path
@@ -195,14 +209,16 @@ class Rehearsal:
             extravars = dict(node.get("extra_data") or {})
             extravars.update(artifacts)
             extravars.update(workflow.get("extra_vars") or {})
-            result = self.run_node(node, extravars, workflow_job_id, workflow["name"])
+            result = self.run_node(workflow, node, extravars, workflow_job_id)
             if relaunch and relaunch[0] == identifier:
-                result["relaunched"] = self.relaunch(node, extravars, relaunch[1], result)
+                result["relaunched"] = self.relaunch(workflow, node, extravars, relaunch[1], result)
             self.nodes.append(result)
             artifacts.update(result["artifacts"])
             edge = "success_nodes" if result["status"] == "successful" else "failure_nodes"
             ready.extend(children[identifier][edge] + children[identifier]["always_nodes"])
-        return {"workflow_job_id": workflow_job_id, "nodes": self.nodes, "inventory_groups": self.inventory["groups"],
+        return {"workflow_job_id": workflow_job_id, "nodes": self.nodes,
+                "inventories": {name: {"hosts": sorted(inventory["hosts"]), "groups": inventory["groups"]}
+                                for name, inventory in self.inventories.items()},
                 "status": "successful" if all(n["status"] == "successful" for n in self.nodes) else "failed"}
 
     def _job_vars(self, template, job_id, workflow_job_id, workflow_name, extravars):
@@ -215,60 +231,65 @@ class Rehearsal:
                               f"{prefix}_workflow_job_name": workflow_name, f"{prefix}_job_launch_type": "workflow"})
         return variables
 
-    def run_node(self, node, extravars, workflow_job_id, workflow_name):
+    def _job(self, workflow, node):
+        """(the node's template, the name of its job's inventory, that inventory, its limit, its slice count)."""
         template = self.templates[node["unified_job_template"]["name"]]
+        name = job_inventory(workflow, node, template)
+        inventory = self.inventories.get(name, NO_HOST)
         limit = node.get("limit") or template.get("limit") or ""
-        count = int(template.get("job_slice_count") or 1)
+        # AWX: never more slices than the inventory has hosts
+        count = max(1, min(int(template.get("job_slice_count") or 1), len(inventory["hosts"])))
+        return template, name, inventory, limit, count
+
+    def run_node(self, workflow, node, extravars, workflow_job_id):
+        template, name, inventory, limit, count = self._job(workflow, node)
         started, started_at = time.monotonic(), time.time()
         before = self.install_commands()
         if count > 1:
             # a sliced job is a workflow job of its own: its slices share its id, not the outer workflow's
             sliced_id = next_id()
-            hostnames = [slice_hosts(self.inventory["hosts"], number, count) for number in range(1, count + 1)]
+            hostnames = [slice_hosts(inventory["hosts"], number, count) for number in range(1, count + 1)]
             with concurrent.futures.ThreadPoolExecutor(max_workers=count) as pool:
                 jobs = list(pool.map(
-                    lambda hosts: run_job(template, hosts, self.inventory,
+                    lambda hosts: run_job(template, hosts, inventory,
                                           self._job_vars(template, next_id(), sliced_id, template["name"], extravars),
                                           limit, self.env, self.collections_path), hostnames))
         else:
-            # a template on another inventory than the fleet's: the controller's, with no host
-            hostnames = sorted(self.inventory["hosts"]) if template["inventory"] == self.fleet else []
-            jobs = [run_job(template, hostnames, self.inventory,
-                            self._job_vars(template, next_id(), workflow_job_id, workflow_name, extravars),
+            jobs = [run_job(template, sorted(inventory["hosts"]), inventory,
+                            self._job_vars(template, next_id(), workflow_job_id, workflow["name"], extravars),
                             limit, self.env, self.collections_path)]
-        result = self._node_result(node, template, jobs, limit, before, time.monotonic() - started)
+        result = self._node_result(node, template, name, jobs, limit, before, time.monotonic() - started)
         result.update(started_at=started_at, ended_at=time.time())
         return result
 
-    def relaunch(self, node, extravars, number, first):
+    def relaunch(self, workflow, node, extravars, number, first):
         """Relaunch slice ``number`` of a sliced node's job: a job of its own, outside the slice workflow (AWX's
         relaunch of one slice job), with the deployment id the first launch passed on."""
-        template = self.templates[node["unified_job_template"]["name"]]
-        count = int(template.get("job_slice_count") or 1)
-        limit = node.get("limit") or template.get("limit") or ""
-        hosts = slice_hosts(self.inventory["hosts"], number, count)
+        template, name, inventory, limit, count = self._job(workflow, node)
+        hosts = slice_hosts(inventory["hosts"], number, count)
         extravars = dict(extravars)
         extravars.update(first["artifacts"])
         before = self.install_commands()
         started = time.monotonic()
-        job = run_job(template, hosts, self.inventory,
+        job = run_job(template, hosts, inventory,
                       self._job_vars(template, next_id(), "", "", extravars), limit, self.env, self.collections_path)
-        return self._node_result(node, template, [job], limit, before, time.monotonic() - started)
+        return self._node_result(node, template, name, [job], limit, before, time.monotonic() - started)
 
-    def _node_result(self, node, template, jobs, limit, before, seconds):
+    def _node_result(self, node, template, inventory_name, jobs, limit, before, seconds):
         artifacts = {}
         for job in jobs:
             artifacts.update(job["artifacts"])
         totals = [job["rollout"]["summary"]["totals"] for job in jobs
                   if job["rollout"] and "summary" in job["rollout"]]
-        limited = set(self.inventory["hosts"]) if not limit else set(self.inventory["groups"].get(limit, []))
+        inventory = self.inventories.get(inventory_name, NO_HOST)
+        limited = set(inventory["hosts"]) if not limit else set(inventory["groups"].get(limit, []))
         limited &= {host for job in jobs for host in job["hosts"]}
         for job in jobs:
             job["limited_hosts"] = sorted(limited & set(job["hosts"]))
         deploys = bool(totals)  # the figures of a node whose jobs ran the rollout
         return {
             "identifier": node["identifier"], "job_template": template["name"], "playbook": template["playbook"],
-            "limit": limit, "slices": len(jobs), "instances": len(limited) if deploys else None,
+            "inventory": inventory_name, "limit": limit, "slices": len(jobs), "instances": len(limited) if deploys else None,
             "installed": sum(total["installed"] for total in totals) if deploys else None,
             "failed": sum(total["failed"] for total in totals) if deploys else None,
             "duplicate_installs": duplicate_installs(before, self.install_commands()),
@@ -336,11 +357,18 @@ def prepare(definitions, workflow_name):
     for key in [key for key in os.environ if key.startswith("AWS_") and key not in PASSED_ON]:
         del os.environ[key]  # ansible-runner hands its own environment on to the jobs, as an EE has none of these
     env = dict(base, AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, **injected_env)
-    [source] = definitions["inventory_sources"]
-    inventory = update_inventory(source["source_path"], env)
+    templates = {template["name"]: template for template in definitions["job_templates"]}
+    used = {job_inventory(workflow, node, templates[node["unified_job_template"]["name"]])
+            for node in workflow["workflow_nodes"]}
+    inventories = {}
+    for source in definitions["inventory_sources"]:
+        if source["inventory"] in used:
+            # AWX: an SCM source's variables reach its update as environment keys, unless the update sets them
+            source_env = {str(key): str(value) for key, value in (source.get("source_vars") or {}).items()}
+            inventories[source["inventory"]] = update_inventory(source["source_path"], dict(source_env, **env))
     collections_path = os.environ.get("ANSIBLE_COLLECTIONS_PATH", str(ROOT / "build" / "collections"))
     lab_url = os.environ.get("LAB_ENDPOINT_URL")
-    return Rehearsal(definitions, inventory, env, injected_vars, collections_path, lab_url), workflow
+    return Rehearsal(definitions, inventories, env, injected_vars, collections_path, lab_url), workflow
 
 
 def main(argv=None):

@@ -76,6 +76,17 @@ options:
         M(drs_orchestration.agent_deployer.drs_discover)).
     type: dict
     default: {"dr:enabled": "true", "dr:recovery-strategy": "drs"}
+  waves:
+    description:
+      - Only the instances of these waves; every wave when not set or empty. An instance whose wave tag is missing or not a
+        whole number is listed all the same, in no wave group, with its warning.
+      - "An inventory per wave keeps a sliced job of one wave from loading the whole fleet: AWX deals a job's slices
+        from its inventory's hosts before any limit applies. The controller configuration gives each wave's
+        inventory source E(DRS_FLEET_WAVES) (such as C(3), or C(1,2) for two waves) through its source variables."
+    type: list
+    elements: int
+    env:
+      - name: DRS_FLEET_WAVES
   wave_tag_key:
     description: The tag that holds an instance's wave number (a whole number, 0 or more).
     type: str
@@ -134,6 +145,7 @@ from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.d
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import TagInputError
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import check_tag_filters
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import check_tag_key
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.tags import parse_wave_filter
 
 try:
     from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.sessions import MAX_THREADS
@@ -213,7 +225,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
-        cache_key = self.get_cache_key(path)
+        # one file may list several waves' inventories (DRS_FLEET_WAVES): each keeps its own hosts in the cache
+        waves = self._waves()
+        cache_key = self.get_cache_key(path) + "".join(f"_wave{wave}" for wave in waves or ())
         use_cache = self.get_option("cache") and cache
         instances = None
         if use_cache:
@@ -222,12 +236,18 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except KeyError:
                 pass
         if instances is None:
-            instances = self._discover()
+            instances = self._discover(waves)
             if self.get_option("cache"):
                 self._cache[cache_key] = instances
         self._populate(instances)
 
-    def _settings(self):
+    def _waves(self):
+        try:
+            return parse_wave_filter(self.get_option("waves") or None)
+        except TagInputError as problem:
+            raise AnsibleParserError(f"{problem} (the option, or DRS_FLEET_WAVES as comma-separated numbers)") from None
+
+    def _settings(self, waves):
         """Checked options, before any AWS call."""
         regions = self.get_option("regions")
         error = inputs.first(
@@ -241,17 +261,18 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             options = {"tag_filters": check_tag_filters(self.get_option("tag_filters")),
                        "wave_tag_key": check_tag_key("wave_tag_key", self.get_option("wave_tag_key")),
                        "priority_tag_key": check_tag_key("priority_tag_key", self.get_option("priority_tag_key")),
-                       "waves": None, "instance_states": INSTANCE_STATES_DEPLOYED, "include_ssm_status": False}
+                       "waves": waves,
+                       "instance_states": INSTANCE_STATES_DEPLOYED, "include_ssm_status": False}
         except TagInputError as problem:
             raise AnsibleParserError(str(problem)) from None
         accounts = check_accounts(self.get_option("accounts"), regions, self.get_option("external_id"))
         return accounts, options
 
-    def _discover(self):
-        """Every account-region's instances, as plain data (what the cache holds)."""
+    def _discover(self, waves):
+        """Every account-region's instances of ``waves`` (None: all), as plain data (what the cache holds)."""
         if not HAS_BOTO3:
             raise AnsibleParserError("the drs_fleet inventory needs boto3 and botocore")
-        accounts, options = self._settings()
+        accounts, options = self._settings(waves)
         secrets = [account["external_id"] for account in accounts if account["external_id"]]
         sessions = Sessions(profile=self.get_option("profile"), region=self.get_option("sts_region"))
         failed = sessions.assume(accounts, self.get_option("session_name"), self.get_option("sts_region"))

@@ -11,8 +11,8 @@ parameters of the ``awx.awx`` module of its kind (``MODULES``), and for the kind
 parameters of the ``ansible.eda`` module of its kind (``EDA_MODULES``); only the credentials' entries
 (``SECRET_KINDS``) hold secrets.
 
-The workflow "DRS rollout" has, per wave ``n`` in order, a deploy node (the deploy template, ``limit: wave_<n>``,
-sliced by the template's ``job_slice_count``) whose success leads to a gate node (``playbooks/wave_gate.yml``
+The workflow "DRS rollout" has, per wave ``n`` in order, a deploy node (the deploy template on the inventory of
+wave ``n``'s instances only, ``limit: wave_<n>``, sliced by the template's ``job_slice_count``) whose success leads to a gate node (``playbooks/wave_gate.yml``
 judging wave ``n`` over all its slices), whose success leads to the next wave; after the last gate passes, the
 report. The deploy nodes raise the slices' own failure-rate limit to 1 so that no slice stops on its share of
 the wave: the gate decides on the whole wave. A failed node ends the workflow as failed.
@@ -74,6 +74,9 @@ PROTECT_PLAYBOOK = "playbooks/protect_instances.yml"
 # The inventory of the job templates whose plays run on the controller only: it has no host, so that these jobs
 # (a wave's gate between two waves, the report) do not load the whole fleet.
 DEFAULT_CONTROLLER_INVENTORY = "DRS controller"
+# AWX deals a sliced job's slices from its inventory's hosts before the limit applies: each wave's deploy node runs on
+# an inventory of that wave's instances only, whose drs_fleet source reads its wave from this environment key.
+WAVES_ENVIRONMENT_KEY = "DRS_FLEET_WAVES"
 PLAYBOOKS = {
     "setup": "playbooks/setup_accounts.yml",
     "deploy": DEPLOY_PLAYBOOK,
@@ -258,16 +261,16 @@ def definitions(settings):
         "inventories": [{
             "name": names["inventory"], "organization": organization,
             "description": "The DR-tagged instances of every account (drs_orchestration.agent_deployer.drs_fleet)",
-        }, {
+        }] + [{
+            "name": wave_inventory(names, wave), "organization": organization,
+            "description": f"The DR-tagged instances of wave {wave} (the workflow's deploy node of that wave)",
+        } for wave in s["waves"]] + [{
             "name": controller_inventory(names), "organization": organization,
             "description": "No host: the jobs that run on the controller only (setup, extension, gates, report)",
         }],
-        "inventory_sources": [{
-            "name": names["inventory_source"], "inventory": names["inventory"], "source": "scm",
-            "source_project": names["project"], "source_path": s["inventory_source_path"],
-            "credential": names["credential"], "overwrite": True, "update_on_launch": True,
-            "execution_environment": names["execution_environment"],
-        }],
+        "inventory_sources": [_inventory_source(s, names["inventory_source"], names["inventory"])] + [
+            _inventory_source(s, wave_inventory_source(names, wave), wave_inventory(names, wave), wave)
+            for wave in s["waves"]],
         "job_templates": [_job_template(s, kind, shared_vars) for kind in PLAYBOOKS],
         "workflow_job_templates": [_workflow(s)],
     }
@@ -347,6 +350,30 @@ def controller_inventory(names):
     return names.get("controller_inventory") or DEFAULT_CONTROLLER_INVENTORY
 
 
+def wave_inventory(names, wave):
+    return f"{names['inventory']} wave {wave}"
+
+
+def wave_inventory_source(names, wave):
+    return f"{names['inventory_source']} wave {wave}"
+
+
+def _inventory_source(s, name, inventory, wave=None):
+    """The drs_fleet source of ``inventory``: the project's inventory file, limited to ``wave`` when given (AWX
+    hands an SCM source's variables to the update as environment keys, and drs_fleet reads its waves from
+    DRS_FLEET_WAVES)."""
+    names = s["names"]
+    source = {
+        "name": name, "inventory": inventory, "source": "scm",
+        "source_project": names["project"], "source_path": s["inventory_source_path"],
+        "credential": names["credential"], "overwrite": True, "update_on_launch": True,
+        "execution_environment": names["execution_environment"],
+    }
+    if wave is not None:
+        source["source_vars"] = {WAVES_ENVIRONMENT_KEY: str(wave)}
+    return source
+
+
 def _job_template(s, kind, shared_vars):
     names = s["names"]
     template = {
@@ -371,6 +398,7 @@ def _job_template(s, kind, shared_vars):
     if kind == "deploy":
         template.update(
             job_slice_count=s["job_slice_count"], allow_simultaneous=False, ask_limit_on_launch=True,
+            ask_inventory_on_launch=True,
             ask_job_type_on_launch=True, ask_diff_mode_on_launch=True, survey_enabled=True,
             survey_spec=survey_spec(s))
     return template
@@ -430,21 +458,22 @@ def _workflow(s):
     for position, wave in enumerate(waves):
         following = (f"deploy_wave_{waves[position + 1]}" if position + 1 < len(waves) else "report")
         nodes.append(_node(f"deploy_wave_{wave}", templates["deploy"], s["organization"], success=[f"gate_wave_{wave}"],
-                           limit=f"wave_{wave}",
+                           limit=f"wave_{wave}", inventory=wave_inventory(names, wave),
                            extra_data={"drs_agent_deploy_waves": [wave], "drs_agent_deploy_max_failure_rate": 1.0}))
         nodes.append(_node(f"gate_wave_{wave}", templates["gate"], s["organization"], success=[following],
                            extra_data={"drs_wave_gate_wave": wave,
                                        "drs_wave_gate_max_failure_rate": s["max_failure_rate"]}))
     nodes.append(_node("report", templates["report"], s["organization"]))
     return {
-        "name": names["workflow"], "organization": s["organization"], "inventory": names["inventory"],
+        # no inventory of its own: AWX would give it to every node whose template prompts for one, over the node's
+        "name": names["workflow"], "organization": s["organization"],
         "description": "One deploy node per wave (sliced), a gate on the whole wave after each, then the report",
         "extra_vars": dict(s.get("extra_vars") or {}), "allow_simultaneous": False, "ask_variables_on_launch": True,
         "destroy_current_nodes": True, "workflow_nodes": nodes,
     }
 
 
-def _node(identifier, template, organization, success=(), limit=None, extra_data=None):
+def _node(identifier, template, organization, success=(), limit=None, inventory=None, extra_data=None):
     node = {
         "identifier": identifier,
         "unified_job_template": {"name": template, "type": "job_template", "organization": {"name": organization}},
@@ -455,6 +484,8 @@ def _node(identifier, template, organization, success=(), limit=None, extra_data
     }
     if limit:
         node["limit"] = limit
+    if inventory:
+        node["inventory"] = {"name": inventory, "organization": {"name": organization}}
     return node
 
 

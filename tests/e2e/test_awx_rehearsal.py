@@ -18,6 +18,7 @@ from tests.lab_fixture import REPO_ROOT
 LAB_VARS = REPO_ROOT / "playbooks" / "vars" / "lab_controller.yml"
 REHEARSAL = REPO_ROOT / "scripts" / "awx_rehearsal.py"
 STAGING_ROLE = "arn:aws:iam::333333333333:role/DRSOrchestrationStagingRole"
+SOURCE_ROLE = "arn:aws:iam::222222222222:role/DRSOrchestrationSourceRole"
 EXTERNAL_ID = "lab-demo-external-id"
 
 
@@ -76,19 +77,24 @@ def test_a_sliced_rollout_installs_each_instance_once_and_records_one_deployment
     assert [node["identifier"] for node in result["nodes"]] == \
         [name for wave in waves for name in (f"deploy_wave_{wave}", f"gate_wave_{wave}")] + ["report"]
 
-    # AWX's slicing: each deploy node ran job_slice_count jobs, each planning exactly its own hosts of the wave
+    # AWX's slicing: each deploy node ran job_slice_count jobs on the wave's own inventory, each planning exactly
+    # its own hosts of the wave
     for wave in waves:
         node = nodes[f"deploy_wave_{wave}"]
         assert node["slices"] == variables["job_slice_count"]
+        inventory = result["inventories"][node["inventory"]]
+        assert set(inventory["hosts"]) == set(inventory["groups"][f"wave_{wave}"]) == tagged_in_wave(lab, wave)
         slice_hosts = [set(job["hosts"]) for job in node["jobs"]]
         assert sum(len(hosts) for hosts in slice_hosts) == len(set().union(*slice_hosts)), "slices overlap"
+        # a slice loads its share of its wave, never the other waves' hosts
+        assert set().union(*slice_hosts) == set(inventory["hosts"])
         for job in node["jobs"]:
             summary = job["rollout"]["summary"]
             assert summary["planned_waves"] in ([wave], [])
             assert summary["planned_instances"] == len(job["limited_hosts"])
             # the slice's hosts say where they are (drs_fleet): only they were looked for, nothing else was found
             assert summary["excluded"] == 0
-        assert set().union(*(job["limited_hosts"] for job in node["jobs"])) == set(lab_wave_hosts(result, wave))
+        assert set().union(*(job["limited_hosts"] for job in node["jobs"])) == tagged_in_wave(lab, wave)
         assert node["duplicate_installs"] == 0
 
     # one deployment for every slice of every wave: the first node's workflow id, passed on as an artifact
@@ -123,9 +129,17 @@ def test_a_sliced_rollout_installs_each_instance_once_and_records_one_deployment
     assert (tmp_path / "report" / "report.html").exists()
 
 
-def lab_wave_hosts(result, wave):
-    """The instances of ``wave`` as the inventory update found them."""
-    return result["inventory_groups"][f"wave_{wave}"]
+def tagged_in_wave(lab, wave):
+    """The demo's running DR-tagged instances of ``wave``, as the lab holds them."""
+    filters = [{"Name": "tag:dr:enabled", "Values": ["true"]}, {"Name": "tag:dr:recovery-strategy", "Values": ["drs"]},
+               {"Name": "tag:dr:wave", "Values": [str(wave)]}, {"Name": "instance-state-name", "Values": ["running"]}]
+    found = set()
+    for region in ("us-east-1", "us-west-2"):
+        ec2 = lab.client("ec2", region, lab.assume(SOURCE_ROLE, EXTERNAL_ID, region))
+        found |= {instance["InstanceId"] for page in ec2.get_paginator("describe_instances").paginate(Filters=filters)
+                  for reservation in page["Reservations"] for instance in reservation["Instances"]}
+    assert found
+    return found
 
 
 def test_the_gate_stops_the_workflow_on_the_whole_wave_failure_rate(lab, tmp_path):

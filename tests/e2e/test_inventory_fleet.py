@@ -138,3 +138,38 @@ def test_a_second_run_with_the_cache_makes_no_aws_call(lab, holdings, tmp_path):
     assert cached == listing and set(listing["_meta"]["hostvars"]) == set(holdings)
     stored = "".join(entry.read_text(encoding="utf-8") for entry in cache.iterdir())
     assert EXTERNAL_ID not in stored and "lab-operator-secret" not in stored and "SessionToken" not in stored
+
+
+def test_the_waves_option_or_its_environment_key_lists_only_those_waves(lab, holdings, tmp_path):
+    waves_of = {instance_id: held[2]["dr:wave"] for instance_id, held in holdings.items()}
+    broken = lab.broken_wave_instance
+    for waves, options, env in (("2", {}, {"DRS_FLEET_WAVES": "2"}), ("1,10", {"waves": [1, 10]}, {})):
+        completed, listing = inventory_list(lab, write_inventory(tmp_path, **options), **env)
+        assert completed.returncode == 0, completed.stderr
+        wanted = {str(int(wave)) for wave in waves.split(",")}
+        expected = {instance_id for instance_id, wave in waves_of.items() if wave in wanted}
+        assert expected and expected < set(holdings)
+        # an instance whose wave tag is unusable is listed in every wave's inventory, in no wave group, with its warning
+        assert set(listing["_meta"]["hostvars"]) == expected | {broken}
+        assert {group for group in listing if group.startswith("wave_")} == {f"wave_{wave}" for wave in wanted}
+        assert "is in no wave" in completed.stderr
+
+
+def test_a_bad_wave_in_the_environment_key_is_refused_before_any_aws_call(lab, tmp_path):
+    calls = lab.stats()["total_calls"]
+    completed, _listing = inventory_list(lab, write_inventory(tmp_path), DRS_FLEET_WAVES="2,second",
+                                         ANSIBLE_INVENTORY_UNPARSED_FAILED="1")
+    assert completed.returncode != 0
+    assert "waves: 'second' is not a wave number" in completed.stderr
+    assert "DRS_FLEET_WAVES" in completed.stderr
+    assert lab.stats()["total_calls"] == calls
+
+
+def test_each_waves_inventory_has_its_own_cache_entry(lab, holdings, tmp_path):
+    cache = tmp_path / "cache"
+    path = write_inventory(tmp_path, cache=True, cache_plugin="ansible.builtin.jsonfile",
+                           cache_connection=str(cache), cache_timeout=600)
+    _first, wave_1 = inventory_list(lab, path, DRS_FLEET_WAVES="1")
+    _second, wave_2 = inventory_list(lab, path, DRS_FLEET_WAVES="2")
+    assert "wave_1" in wave_1 and "wave_1" not in wave_2 and "wave_2" in wave_2
+    assert len(list(cache.iterdir())) == 2

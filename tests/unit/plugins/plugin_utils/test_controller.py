@@ -120,14 +120,32 @@ def test_the_workflow_deploys_each_wave_sliced_then_gates_the_whole_wave_then_re
     order = walk(objects["workflow_job_templates"][0])
     playbooks = [templates[node["unified_job_template"]["name"]]["playbook"] for node in order]
     assert playbooks == [controller.DEPLOY_PLAYBOOK, controller.GATE_PLAYBOOK] * 3 + ["playbooks/report.yml"]
+    sources = {source["inventory"]: source for source in objects["inventory_sources"]}
     for wave, (deploy, gate) in zip([1, 2, 10], zip(order[0::2], order[1::2])):
         assert deploy["limit"] == f"wave_{wave}"
+        # AWX deals the slices from the job's inventory before the limit: the wave's own inventory, of its hosts only
+        assert deploy["inventory"] == {"name": f"DRS fleet wave {wave}", "organization": {"name": "Default"}}
+        assert sources[f"DRS fleet wave {wave}"]["source_vars"] == {"DRS_FLEET_WAVES": str(wave)}
         assert deploy["extra_data"]["drs_agent_deploy_waves"] == [wave]
         # the slices never stop on their share of the wave: the gate judges the whole wave
         assert deploy["extra_data"]["drs_agent_deploy_max_failure_rate"] == 1.0
         assert gate["extra_data"] == {"drs_wave_gate_wave": wave, "drs_wave_gate_max_failure_rate": 0.05}
     deploy_template = templates[order[0]["unified_job_template"]["name"]]
     assert deploy_template["job_slice_count"] == 6 and deploy_template["ask_limit_on_launch"]
+    assert deploy_template["ask_inventory_on_launch"]
+    # a workflow's own inventory would win over every node's
+    assert "inventory" not in objects["workflow_job_templates"][0]
+
+
+def test_the_waves_inventory_sources_set_the_environment_key_drs_fleet_reads_its_waves_from():
+    from ansible_collections.drs_orchestration.agent_deployer.plugins.inventory import drs_fleet
+
+    option = yaml.safe_load(drs_fleet.DOCUMENTATION)["options"]["waves"]
+    assert option["env"] == [{"name": controller.WAVES_ENVIRONMENT_KEY}]
+    sources = controller.definitions(settings(waves=[1, 2]))["inventory_sources"]
+    assert [source.get("source_vars") for source in sources] == [None, {"DRS_FLEET_WAVES": "1"}, {"DRS_FLEET_WAVES": "2"}]
+    # each wave's source lists the same project file, with the same credential, as the whole fleet's
+    assert len({(source["source_path"], source["credential"], source["source"]) for source in sources}) == 1
 
 
 def test_the_survey_asks_only_for_variables_the_deploy_reads_with_valid_types():
@@ -316,6 +334,9 @@ def test_every_workflow_node_prompt_is_one_its_template_accepts():
         template = templates[node["unified_job_template"]["name"]]
         if node.get("limit"):
             assert template.get("ask_limit_on_launch"), node["identifier"]
+        if node.get("inventory"):
+            assert template.get("ask_inventory_on_launch"), node["identifier"]
+            assert node["inventory"]["name"] in {inventory["name"] for inventory in objects["inventories"]}
         questions = (template.get("survey_spec") or {}).get("spec", []) if template.get("survey_enabled") else []
         asked = {question["variable"] for question in questions}
         for variable in node["extra_data"]:
@@ -629,9 +650,10 @@ def test_only_the_deploy_loads_the_fleet_the_other_jobs_run_on_an_inventory_with
         del chosen["controller_inventory"]  # a names mapping from before it had this key
     objects = controller.definitions(settings(names=chosen))
     own = names.get("controller_inventory", controller.DEFAULT_CONTROLLER_INVENTORY)
-    assert [inventory["name"] for inventory in objects["inventories"]] == ["DRS fleet", own]
-    # the fleet's inventory alone has a source: the controller's has no host
-    assert [source["inventory"] for source in objects["inventory_sources"]] == ["DRS fleet"]
+    waves = [f"DRS fleet wave {wave}" for wave in ROLE_DEFAULTS["drs_controller_waves"]]
+    assert [inventory["name"] for inventory in objects["inventories"]] == ["DRS fleet", *waves, own]
+    # the fleet's inventory and the waves' have a source: the controller's has no host
+    assert [source["inventory"] for source in objects["inventory_sources"]] == ["DRS fleet", *waves]
     inventories = {template["playbook"]: template["inventory"] for template in objects["job_templates"]}
     assert inventories.pop("playbooks/deploy_agents.yml") == "DRS fleet"
     assert set(inventories) == {"playbooks/setup_accounts.yml", "playbooks/extend_source_servers.yml",
