@@ -1,6 +1,7 @@
 """The rollout's own logic: its input checks, its plan, and what the operator reads of it."""
 
 import copy
+import gc
 import threading
 
 import pytest
@@ -277,3 +278,26 @@ def test_a_slice_assumes_records_and_claims_hand_overs_in_only_its_hosts_account
     run.record = RunRecord(HandoverStore(), {}, "deployment", "run", run.plan, run.accounts, warn=None)
     run._claim_handovers()
     assert run.record.store.asked == [[account_id for account_id, _regions in accounts]]
+
+
+def test_the_survey_builds_with_the_collector_paused_and_sets_what_it_built_aside(monkeypatch):
+    run = Rollout(defaults(), ROLE_VARIABLES, Clock(), Display(), threading.Event(), False)
+    seen = {}
+
+    def discover(unreachable):
+        seen["collecting"] = gc.isenabled()
+        seen["kept"] = [[number] for number in range(1000)]  # lives as long as the run, as discoveries do
+        return {}
+
+    monkeypatch.setattr(run, "_open_sessions", lambda: [])
+    monkeypatch.setattr(run, "_discover", discover)
+    frozen_before = gc.get_freeze_count()
+    try:
+        run.survey(pool=None)
+        assert seen["collecting"] is False
+        assert gc.isenabled()
+        # later collections skip what the survey built
+        assert gc.get_freeze_count() >= frozen_before + 1000
+        assert not any(seen["kept"][0] is entry for entry in gc.get_objects(generation=2))
+    finally:
+        gc.unfreeze()
