@@ -11,7 +11,10 @@ credentials, with the same AssumeRole request), so a rollout may last longer tha
 never leave this module: callers get clients.
 
 Every session shares one botocore data loader, so the service models are loaded once whatever the number of
-accounts; clients are made once per account, service and region, and are safe to share between threads. Their
+accounts; clients are made once per account, service and region, and are safe to share between threads. The
+clients of one service share their methods: botocore makes a client class for every client, with a method and
+its docstring for each of the service's operations (about 0.2 MB for SSM, 1.2 MB for EC2), although a method
+only names its operation; a rollout over 120 account-regions makes hundreds of clients. Their
 answers are read by one parser factory: timestamps the fast way, and of DescribeInstances only what discovery
 reads (the controller's only caller of it).
 """
@@ -70,6 +73,7 @@ class Sessions:
         self._operator = self._session(profile)
         self._roles = {}
         self._clients = {}
+        self._client_methods = {}  # 'creating-client-class.<service>' -> the first client class's attributes
         self.unreachable = {}
 
     def _session(self, profile=None, credentials=None):
@@ -81,9 +85,14 @@ class Sessions:
         else:
             session.register_component("data_loader", self.loader)
         session.register_component("response_parser_factory", self.parsers)
+        session.register("creating-client-class", self._share_client_methods)
         if credentials is not None:
             session.get_component("credential_provider").insert_before("env", _AssumedRole(credentials))
         return boto3.session.Session(botocore_session=session)
+
+    def _share_client_methods(self, class_attributes, event_name, **kwargs):
+        """botocore's hook on a new client class: give it the methods of the first class made for its service."""
+        class_attributes.update(self._client_methods.setdefault(event_name, dict(class_attributes)))
 
     def assume(self, roles, session_name, sts_region):
         """Assume every role of ``roles`` (dicts with account_id, role_arn, external_id) at once. Returns
