@@ -189,6 +189,14 @@ def failed_instances(item):
     return found
 
 
+def by_account(entries):
+    """{account id: its entries}, in their order."""
+    grouped = {}
+    for entry in entries or []:
+        grouped.setdefault(entry["account_id"], []).append(entry)
+    return grouped
+
+
 def build_items(record, names, now, ttl_days):
     """The items of a run, one per source account.
 
@@ -204,10 +212,12 @@ def build_items(record, names, now, ttl_days):
     pattern = record.get("pattern") or derive_pattern(accounts)
     started = record["started_at"]
     finished = record.get("finished_at")
+    instances_of = by_account(record.get("instances"))
+    in_flight_of = by_account(record.get("in_flight"))
     items = []
     for account in accounts:
         account_id = account["account_id"]
-        own = [instance for instance in record.get("instances") or [] if instance["account_id"] == account_id]
+        own = instances_of.get(account_id, [])
         settled = [instance for instance in own if instance.get("status")]
         lost = [{"region": entry.get("region"), "reason": trim(entry.get("reason") or "not reached")}
                 for entry in record.get("unreachable") or [] if entry["account_id"] == account_id]
@@ -237,7 +247,7 @@ def build_items(record, names, now, ttl_days):
             "unprotected_instances": unprotected[:MAX_UNPROTECTED],
             "unprotected_left_out": max(0, len(unprotected) - MAX_UNPROTECTED),
             "in_flight": [{key: entry.get(key) for key in ("instance_id", "command_id", "region", "wave")}
-                          for entry in record.get("in_flight") or [] if entry["account_id"] == account_id],
+                          for entry in in_flight_of.get(account_id, [])],
             "unreachable": lost,
             "ttl": int(now.timestamp()) + ttl_days * 86400,
         }
