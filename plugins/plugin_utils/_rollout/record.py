@@ -6,10 +6,10 @@
 """A rollout's record in the history table: written when the run starts, after each wave, while a long wave
 runs (to renew its lease), and at its end; spooled whenever DynamoDB cannot be written.
 
-The items are built when the record is written (a copy of the run as it stands), and written by one thread of
-their own, so that the next wave does not wait for DynamoDB. Each write holds the whole run, so a write still
-waiting for that thread when a newer one comes is replaced by it: the last write waits for at most the one
-under way, then writes the run's end.
+A write takes a copy of the run as it stands; its items are built from that copy and written by one thread of
+their own, so that the next wave waits neither for building them nor for DynamoDB. Each write holds the whole
+run, so a write still waiting for that thread when a newer one comes is replaced by it: the last write waits
+for at most the one under way, then writes the run's end.
 """
 
 import concurrent.futures
@@ -54,7 +54,7 @@ class RunRecord:
         self.lost = None
         self.writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="drs-record")
         self.writes = []
-        self._next = None  # (items, final) of the write waiting for the writer thread
+        self._next = None  # (the run, its revision, final) of the write waiting for the writer thread
         self._next_lock = threading.Lock()
 
     def record(self, final=False, stopped=False, stop_reason=None, stopped_after_wave=None):
@@ -82,18 +82,16 @@ class RunRecord:
 
     def write(self, now_clock, **final):
         """Write the run's items as they stand (``final``: see ``record``), in the background; the last write
-        (``final=True``) waits for every write, then sends the metrics."""
+        (``final=True``) waits for every write, then sends the metrics. ``items`` are the last write's."""
         self.written_at = now_clock
-        self.items = history.build_items(self.record(**final), self.names, utcnow(), TTL_DAYS)
+        run = self.record(**final)
         if self.store is None:
+            self.items = history.build_items(run, self.names, utcnow(), TTL_DAYS)
             return
-        wave_items = history.build_wave_items(self.items)
         self.revision += 1
-        for item in self.items + wave_items:
-            item["revision"] = self.revision
         with self._next_lock:
             waiting = self._next is not None
-            self._next = (self.items, wave_items, bool(final.get("final")))
+            self._next = (run, self.revision, bool(final.get("final")))
         if not waiting:
             self.writes.append(self.writer.submit(self._write_next))
         if final.get("final"):
@@ -103,8 +101,13 @@ class RunRecord:
 
     def _write_next(self):
         with self._next_lock:
-            items, wave_items, final = self._next
+            run, revision, final = self._next
             self._next = None
+        items = history.build_items(run, self.names, utcnow(), TTL_DAYS)
+        wave_items = history.build_wave_items(items)
+        for item in items + wave_items:
+            item["revision"] = revision
+        self.items = items
         self._write(items, wave_items, final)
 
     def _write(self, items, wave_items, final):

@@ -187,6 +187,23 @@ def test_a_write_waiting_behind_a_slow_one_is_replaced_by_the_newer_record():
     assert store.revisions == [(1, "in_progress"), (3, "in_progress"), (4, "success")]
 
 
+def test_a_write_records_the_run_as_it_stood_when_written_though_its_items_are_built_later():
+    accounts = [account()]
+    built = planning.build_plan(accounts, {(SOURCE, "us-east-1"): {"instances": [discovered(1, 1)]}}, [],
+                                defaults(accounts=accounts))
+    store = SlowStore()
+    run = RunRecord(store, {SOURCE: "source"}, "deployment", "run", built, accounts, warn=None)
+    run.write(0.0)
+    assert store.started.wait(10)
+    run.write(1.0)  # waits for the writer thread, its items not built yet
+    built.planned[0].settle(outcomes.INSTALLED)  # the next wave goes on meanwhile
+    store.release.set()
+    assert store.second_written.wait(10)
+    assert store.revisions == [(1, "in_progress"), (2, "in_progress")]
+    run.write(2.0, final=True)
+    assert store.revisions[-1] == (3, "success") and run.items[0]["installed"] == 1
+
+
 def test_hosts_that_say_where_they_are_scope_discovery_and_one_that_does_not_turns_it_off():
     hostvars = {
         "web-1": {"instance_id": "i-0123456789abcdef0", "drs_account_id": "222222222222", "drs_region": "us-east-1"},
