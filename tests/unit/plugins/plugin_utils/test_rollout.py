@@ -170,14 +170,20 @@ class SlowStore:
         return {"spooled": [], "error": None}
 
 
-def test_a_write_waiting_behind_a_slow_one_is_replaced_by_the_newer_record():
+def record_held_at_its_first_write():
+    """(the plan of one instance, the slow store, the run's record) with revision 1 being written and held."""
     accounts = [account()]
     built = planning.build_plan(accounts, {(SOURCE, "us-east-1"): {"instances": [discovered(1, 1)]}}, [],
                                 defaults(accounts=accounts))
     store = SlowStore()
     run = RunRecord(store, {SOURCE: "source"}, "deployment", "run", built, accounts, warn=None)
     run.write(0.0)
-    assert store.started.wait(10)  # revision 1 is being written
+    assert store.started.wait(10)
+    return built, store, run
+
+
+def test_a_write_waiting_behind_a_slow_one_is_replaced_by_the_newer_record():
+    built, store, run = record_held_at_its_first_write()
     run.write(1.0)  # revision 2 waits for the writer...
     run.write(2.0)  # ...and is replaced by revision 3
     store.release.set()
@@ -188,13 +194,7 @@ def test_a_write_waiting_behind_a_slow_one_is_replaced_by_the_newer_record():
 
 
 def test_a_write_records_the_run_as_it_stood_when_written_though_its_items_are_built_later():
-    accounts = [account()]
-    built = planning.build_plan(accounts, {(SOURCE, "us-east-1"): {"instances": [discovered(1, 1)]}}, [],
-                                defaults(accounts=accounts))
-    store = SlowStore()
-    run = RunRecord(store, {SOURCE: "source"}, "deployment", "run", built, accounts, warn=None)
-    run.write(0.0)
-    assert store.started.wait(10)
+    built, store, run = record_held_at_its_first_write()
     run.write(1.0)  # waits for the writer thread, its items not built yet
     built.planned[0].settle(outcomes.INSTALLED)  # the next wave goes on meanwhile
     store.release.set()
