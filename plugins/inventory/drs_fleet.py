@@ -78,8 +78,8 @@ options:
     default: {"dr:enabled": "true", "dr:recovery-strategy": "drs"}
   waves:
     description:
-      - Only the instances of these waves; every wave when not set or empty. An instance whose wave tag is missing or not a
-        whole number is listed all the same, in no wave group, with its warning.
+      - Only the instances of these waves; every wave when not set or empty. An instance whose wave tag is missing
+        or not a whole number is listed all the same, in no wave group, with its warning.
       - "An inventory per wave keeps a sliced job of one wave from loading the whole fleet: AWX deals a job's slices
         from its inventory's hosts before any limit applies. The controller configuration gives each wave's
         inventory source E(DRS_FLEET_WAVES) (such as C(3), or C(1,2) for two waves) through its source variables."

@@ -11,11 +11,12 @@ parameters of the ``awx.awx`` module of its kind (``MODULES``), and for the kind
 parameters of the ``ansible.eda`` module of its kind (``EDA_MODULES``); only the credentials' entries
 (``SECRET_KINDS``) hold secrets.
 
-The workflow "DRS rollout" has, per wave ``n`` in order, a deploy node (the deploy template on the inventory of
-wave ``n``'s instances only, ``limit: wave_<n>``, sliced by the template's ``job_slice_count``) whose success leads to a gate node (``playbooks/wave_gate.yml``
-judging wave ``n`` over all its slices), whose success leads to the next wave; after the last gate passes, the
-report. The deploy nodes raise the slices' own failure-rate limit to 1 so that no slice stops on its share of
-the wave: the gate decides on the whole wave. A failed node ends the workflow as failed.
+The workflow "DRS rollout" has, per wave ``n`` in order, a deploy node (the deploy template on the inventory of wave
+``n``'s instances only, ``limit: wave_<n>``, sliced by the template's ``job_slice_count``) whose success leads to a
+gate node (``playbooks/wave_gate.yml`` judging wave ``n`` over all its slices), whose success leads to the next
+wave; after the last gate passes, the report. The deploy nodes raise the slices' own failure-rate limit to 1 so that
+no slice stops on its share of the wave: the gate decides on the whole wave. A failed node ends the workflow as
+failed.
 
 The deploy template's survey is the deploy dialog (accounts, regions, deployment pattern, waves, check mode, the
 failure-rate limit, extension). Its variables are never those the workflow's nodes set, whose values the controller
