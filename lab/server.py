@@ -31,6 +31,7 @@ from lab.protocol import (
     check_operation,
     error_response,
     parse_operation,
+    parsed_for_moto,
     protocol_family,
     serialize,
     service_model,
@@ -140,14 +141,15 @@ class LabApplication:
         if handler is None:
             watcher = WATCHED.get((operation.service, operation.name))
             published = watcher(world, Call(credential, caller.region, operation)) if watcher else None
-            answer = self._forward_to_moto(environ, body, credential.account_id)
+            answer = self._forward_to_moto(environ, body, credential.account_id, operation)
             if published and answer[0] == 200:
                 published()
             return answer
         return _answered(operation, lambda: handler(world, Call(credential, caller.region, operation)))
 
-    def _forward_to_moto(self, environ, body, account_id):
+    def _forward_to_moto(self, environ, body, account_id, operation):
         forwarded = dict(environ)
+        parsed_for_moto(forwarded, operation)
         forwarded["wsgi.input"] = io.BytesIO(body)
         forwarded["CONTENT_LENGTH"] = str(len(body))
         forwarded["HTTP_X_MOTO_ACCOUNT_ID"] = account_id
