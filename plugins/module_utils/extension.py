@@ -8,7 +8,9 @@
 Everything runs with the target account's credentials. The target's own servers are listed once:
 that listing proves access (DRS initialized, the role allowed), counts the servers against the
 capacity limit, and shows which staging servers are already extended (``stagingArea``), so an
-already-extended server is recognised before any create call. The error DRS returns for a server
+already-extended server is recognised before any create call. Runs from several staging accounts
+into one target and region share one ``TargetListing``: the target is listed by the first of them
+only, and each run adds the servers it creates, so the next one counts them against the limit. The error DRS returns for a server
 extended twice is not documented; it is matched on its code and confirmed with a fresh listing.
 Options are checked by ``option_errors`` before any AWS call.
 """
@@ -210,11 +212,21 @@ def capacity_warnings(figures, target_account_id, region, left_out_count):
     return warnings
 
 
-class Extension:
-    """One run: extend a staging account's servers into the target account of ``drs``."""
+class TargetListing:
+    """The source servers of one target account in one region (DescribeSourceServers), None until listed."""
 
-    def __init__(self, drs, params, target_account_id, region, clock):
+    def __init__(self):
+        self.servers = None
+
+
+class Extension:
+    """One run: extend a staging account's servers into the target account of ``drs``. ``listing``: the target's
+    servers shared with the other runs into it (a TargetListing); by default the run lists them itself."""
+
+    def __init__(self, drs, params, target_account_id, region, clock, listing=None):
         self.drs = drs
+        self.listing = listing if listing is not None else TargetListing()
+        self.looked = False
         self.params = params
         self.staging = params["staging_account_id"]
         self.target_account_id = target_account_id
@@ -237,11 +249,12 @@ class Extension:
                 existing, already, extensible = self._look()
         candidates = self._candidates(already, extensible)
 
-        room = max(self.params["capacity_limit"] - len(existing), 0)
+        before = len(existing)
+        room = max(self.params["capacity_limit"] - before, 0)
         planned, beyond = candidates[:room], candidates[room:]
         for item in beyond:
             self._leave_out(item, f"capacity_limit {self.params['capacity_limit']} reached in the target account")
-        figures = capacity(self.params["capacity_limit"], len(existing), len(planned),
+        figures = capacity(self.params["capacity_limit"], before, len(planned),
                            self.params["capacity_warning_thresholds"])
         self.result["capacity"] = figures
         self.result["tags"] = self.tags
@@ -256,7 +269,7 @@ class Extension:
         created = self._create_all(planned)
         if self.params["wait"] and created:
             self._confirm(created)
-        figures = capacity(self.params["capacity_limit"], len(existing), len(created),
+        figures = capacity(self.params["capacity_limit"], before, len(created),
                            self.params["capacity_warning_thresholds"])
         self.result["capacity"] = figures
         warnings = capacity_warnings(figures, self.target_account_id, self.region, len(self.result["left_out"]))
@@ -265,11 +278,15 @@ class Extension:
         return self._finish(started)
 
     def _look(self):
-        """The target's servers, those extended from the staging account, and the staging servers extensible."""
-        try:
-            existing = list_source_servers(self.drs)
-        except (BotoCoreError, ClientError) as error:
-            raise self._fatal(error, "listing the target account's source servers") or error
+        """The target's servers (listed unless another run into the target listed them, and again when the run
+        looks once more), those extended from the staging account, and the staging servers extensible."""
+        if self.listing.servers is None or self.looked:
+            try:
+                self.listing.servers = list_source_servers(self.drs)
+            except (BotoCoreError, ClientError) as error:
+                raise self._fatal(error, "listing the target account's source servers") or error
+        self.looked = True
+        existing = self.listing.servers
         try:
             extensible = list_extensible(self.drs, self.staging)
         except (BotoCoreError, ClientError) as error:
@@ -344,6 +361,7 @@ class Extension:
                 self._fail(item, error, fatal)
                 continue
             server = response.get("sourceServer", {})
+            self.listing.servers.append(server)
             fields = _server_fields(server)
             fields["staging_source_server_arn"] = item["arn"]
             fields["hostname"] = fields["hostname"] or item.get("hostname")
@@ -355,6 +373,7 @@ class Extension:
         found = extended_from(list_source_servers(self.drs, staging_account_ids=[self.staging]), self.staging)
         if arn in found:
             self._already(found[arn], arn)
+            self.listing.servers.append(found[arn])  # created by this run after all, its response lost
             return True
         return False
 
@@ -400,10 +419,10 @@ class Extension:
             })
 
 
-def extend(drs, params, target_account_id, region, check_mode, warn, clock, cloudwatch=None):
+def extend(drs, params, target_account_id, region, check_mode, warn, clock, cloudwatch=None, listing=None):
     """Extend, then publish the metrics when a namespace is given (a failure to publish only warns). ``clock``
-    (module_utils.clock) paces the waits."""
-    result = Extension(drs, params, target_account_id, region, clock).run(check_mode)
+    (module_utils.clock) paces the waits; ``listing``: see ``Extension``."""
+    result = Extension(drs, params, target_account_id, region, clock, listing).run(check_mode)
     if cloudwatch is not None and params.get("metrics_namespace") and not check_mode:
         try:
             metrics.put(cloudwatch, params["metrics_namespace"],

@@ -6,7 +6,9 @@
 """After a wave: extend the servers it registered in staging accounts into their target accounts.
 
 One extension run per target account, staging account and DRS region, with the target account's
-credentials; a run's failure is shown and recorded and never fails the rollout.
+credentials; a run's failure is shown and recorded and never fails the rollout. The runs into one target
+account and region list its servers once per wave (``extension.TargetListing``): a target that holds
+every earlier wave's servers would otherwise be listed whole by each staging account's run.
 """
 
 try:
@@ -43,6 +45,7 @@ def runs_after(wave):
 def extend_after(wave, sessions, settings, deployment_id, clock, warn):
     """Run the wave's extensions; one entry per run with counts, failures, capacity and warnings."""
     entries = []
+    listings = {}  # (target account, region) -> its servers, listed by the first run into it
     for run in runs_after(wave):
         requested = len(run["source_server_arns"])
         entry = {"wave": wave.number, "target_account_id": run["target_account_id"],
@@ -57,8 +60,9 @@ def extend_after(wave, sessions, settings, deployment_id, clock, warn):
         params = dict(extension_params(settings, deployment_id), staging_account_id=run["staging_account_id"],
                       source_server_arns=run["source_server_arns"], region=run["region"])
         try:
+            listing = listings.setdefault((run["target_account_id"], run["region"]), extension.TargetListing())
             result = extension.extend(sessions.client(run["target_account_id"], "drs", run["region"]), params,
-                                      run["target_account_id"], run["region"], False, warn, clock)
+                                      run["target_account_id"], run["region"], False, warn, clock, listing=listing)
         except extension.ExtensionSetupError as error:
             entry.update(dict.fromkeys(("extended", "already_extended", "left_out"), 0), failed=requested,
                          message=str(error))

@@ -54,6 +54,7 @@ class FakeDrs:
         self.broken = set(broken)
         self.created = []
         self.extensible_calls = 0
+        self.full_listings = 0  # DescribeSourceServers calls without a filter: the whole target listed
         for arn in extended:
             self._extend(arn)
 
@@ -71,6 +72,7 @@ class FakeDrs:
 
     def describe_source_servers(self, aws_retry, maxResults, filters=None, nextToken=None):
         filters = filters or {}
+        self.full_listings += not filters
         items = [s for s in self.servers
                  if "sourceServerIDs" not in filters or s["sourceServerID"] in filters["sourceServerIDs"]]
         if "stagingAccountIDs" in filters:
@@ -150,6 +152,25 @@ def test_an_already_extended_error_confirmed_by_the_listing_is_not_a_failure():
 
     assert [e["staging_source_server_arn"] for e in result["already_extended"]] == [staging_arn(1)]
     assert result["failed_servers"] == [] and len(result["extended"]) == 2
+
+
+def test_runs_into_one_target_list_it_once_and_count_each_others_servers_against_the_limit():
+    drs = FakeDrs(own=200, staging=120, refuse={staging_arn(5): "lost"})
+    listing = extension.TargetListing()
+
+    def extend(numbers):
+        wanted = {"source_server_arns": [staging_arn(n) for n in numbers]}
+        return extension.Extension(drs, params(**wanted), TARGET, "us-east-1", FakeClock(), listing).run(False)
+
+    first = extend(range(0, 60))
+    second = extend(range(60, 120))
+
+    assert drs.full_listings == 1
+    # the first run's 59 created servers and the one whose response was lost count in the second run's capacity
+    assert first["capacity"]["before"] == 200 and len(first["extended"]) == 59 and len(first["already_extended"]) == 1
+    assert second["capacity"]["before"] == 260 and second["capacity"]["after"] == 300
+    assert len(second["extended"]) == 40 and len(second["left_out"]) == 20
+    assert len(drs.servers) == 300
 
 
 def test_a_validation_error_skips_that_server_and_the_others_go_on():
