@@ -122,6 +122,29 @@ def parse_operation(service, request, body):
     return Operation(service, operation_model, protocol, _plain(params))
 
 
+class RequestReading:
+    """What a request says, read once: its operation, or the error reading it gave, and the error the checks of
+    its parameters gave (``refusal``, None when they passed). Errors are kept, to be answered where a service
+    answers them: after the caller is authenticated, and after its permission to call the operation."""
+
+    def __init__(self, service, request, body):
+        self._operation, self._error, self.refusal = None, None, None
+        try:
+            self._operation = parse_operation(service, request, body)
+            check_operation(self._operation, request, body)
+        except AwsError as error:
+            if self._operation is None:
+                self._error = error
+            else:
+                self.refusal = error
+
+    def operation(self):
+        """The operation; raises the error reading the request gave."""
+        if self._error is not None:
+            raise self._error
+        return self._operation
+
+
 def check_operation(operation, request, body):
     """Refuse parameters the model does not define or whose values break its constraints."""
     _reject_unknown_parameters(operation, request, body)

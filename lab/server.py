@@ -27,10 +27,9 @@ from lab.errors import (
     unrecognized_credentials,
 )
 from lab.protocol import (
+    RequestReading,
     caller_of,
-    check_operation,
     error_response,
-    parse_operation,
     parsed_for_moto,
     protocol_family,
     serialize,
@@ -84,20 +83,23 @@ class LabApplication:
         if world.faults.is_unavailable(service):
             world.stats.record_fault("unavailable", service, "*")
             raise service_unavailable(service)
+        # reading a request needs nothing of the world: it is done before the world lock, so that a large one (a
+        # DynamoDB transaction of a history's items) does not hold up the others while it is read and checked
+        reading = RequestReading(service, request, body)
         with world.lock:
             started_at, started = time.time(), time.perf_counter()
             world.run_due_events()
             protocol = protocol_family(service)
             credential = world.identities.authenticate(caller, unrecognized_credentials(protocol, service))
             verify_signature(request, body, caller, credential.secret_access_key, signature_mismatch(protocol, service))
-            operation = parse_operation(service, request, body)
+            operation = reading.operation()
             world.stats.record_call(credential.account_id, credential.role_arn or credential.arn, service, operation.name)
             latency = world.faults.latency_seconds(service, operation.name)
             if world.faults.should_throttle(service, operation.name):
                 world.stats.record_fault("throttled", service, operation.name)
                 result = throttling_error(service)
             else:
-                result = self._checked_dispatch(world, credential, caller, operation, request, environ, body)
+                result = self._checked_dispatch(world, credential, caller, operation, reading.refusal, environ, body)
             result = _counted(world, operation, result)
             busy = time.perf_counter() - started
         if isinstance(result, Pending):
@@ -127,13 +129,12 @@ class LabApplication:
                 busy += time.perf_counter() - resumed
         return result, busy
 
-    def _checked_dispatch(self, world, credential, caller, operation, request, environ, body):
+    def _checked_dispatch(self, world, credential, caller, operation, refusal, environ, body):
+        """``refusal``: the error the operation's parameters got from their checks, or None."""
         if world.denies(credential, operation.service, operation.name):
             return _access_denied(operation.service, operation.name, credential.arn)
-        try:
-            check_operation(operation, request, body)
-        except AwsError as error:
-            return error
+        if refusal is not None:
+            return refusal
         return self._dispatch(world, credential, caller, operation, environ, body)
 
     def _dispatch(self, world, credential, caller, operation, environ, body):
