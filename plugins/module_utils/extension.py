@@ -10,9 +10,9 @@ that listing proves access (DRS initialized, the role allowed), counts the serve
 capacity limit, and shows which staging servers are already extended (``stagingArea``), so an
 already-extended server is recognised before any create call. Runs from several staging accounts
 into one target and region share one ``TargetListing``: the target is listed by the first of them
-only, and each run adds the servers it creates, so the next one counts them against the limit. The error DRS returns for a server
-extended twice is not documented; it is matched on its code and confirmed with a fresh listing.
-Options are checked by ``option_errors`` before any AWS call.
+only, and each run adds the servers it creates, so the next one counts them against the limit. The
+error DRS returns for a server extended twice is not documented; it is matched on its code and
+confirmed with a fresh listing. Options are checked by ``option_errors`` before any AWS call.
 """
 
 import re
