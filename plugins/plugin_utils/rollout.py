@@ -137,13 +137,18 @@ class Rollout:
         # the runs stopped earlier are read while the first wave goes out; their claims count at its end
         self.handovers = self.pool.submit(self._claim_handovers)
         stopped_after = None
+        unwritten = False  # a wave's results not written yet
         for wave in self.plan.waves:
             if self.stop.is_set() or stopped_after is not None:
                 break
-            figures = self._run_wave(wave)
-            self.record.write(self.clock.now())
+            figures = self._run_wave(wave, write_after_sending=unwritten)
+            unwritten = True
             if self.stop.is_set():
                 break
+            if self.settings["verify_replication"] or self.settings["auto_extend_source_servers"]:
+                # they can take minutes: the wave's results are written before them
+                self.record.write(self.clock.now())
+                unwritten = False
             if self.settings["verify_replication"] and self._verify(wave):
                 stopped_after = wave.number
                 continue
@@ -402,8 +407,13 @@ class Rollout:
                                             self.sessions.client(place.staging_account_id, "drs", place.drs_region),
                                             settings, self.clock.now())
 
-    def _run_wave(self, wave):
-        """Install in every account-region of the wave at once; settle each instance; the wave's figures."""
+    def _run_wave(self, wave, write_after_sending):
+        """Install in every account-region of the wave at once; settle each instance; the wave's figures.
+
+        ``write_after_sending``: write the record (the earlier waves' results) once the installs are sent. The
+        results of a wave are written while the next one runs, not between them: a write holds every instance
+        of the run, and the next wave's sends do not wait behind it. The run's end is written once, after the
+        last wave."""
         wave.started_at = datetime.datetime.now(datetime.timezone.utc)
         started = self.clock.now()
         installs = {place: self._install(place) for place in wave.places}
@@ -423,6 +433,8 @@ class Rollout:
         self.sent += sent
         self._show([f"Wave {wave.number}: sent the install to {sent} instance(s) in {len(wave.places)} "
                     f"account-region(s)" + (f", adopted {adopted} install(s) already running" if adopted else "")])
+        if write_after_sending:
+            self.record.write(self.clock.now())
 
         def progress(now):
             totals = {}

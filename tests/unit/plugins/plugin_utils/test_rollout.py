@@ -1,5 +1,6 @@
 """The rollout's own logic: its input checks, its plan, and what the operator reads of it."""
 
+import concurrent.futures
 import copy
 import gc
 import threading
@@ -319,3 +320,83 @@ def test_the_survey_builds_with_the_collector_running_rarely_and_sets_what_it_bu
         assert not any(seen["kept"][0] is entry for entry in gc.get_objects(generation=2))
     finally:
         gc.unfreeze()
+
+
+
+class EndedInstall:
+    """An account-region install whose instances all end with ``status`` at its first look after the send."""
+
+    sent_unlisted = False
+    adopted_from = ()
+
+    def __init__(self, place, status, events):
+        self.place, self.status, self.events = place, status, events
+        self.commands = []
+        self.done = False
+
+    def prepare(self, now):
+        pass
+
+    def send(self, now):
+        self.events.append(f"wave {self.place.wave} sent")
+        self.commands = [{"instance_ids": [instance.instance_id for instance in self.place.instances]}]
+
+    def next_look(self, now):
+        return now
+
+    def look(self, now):
+        self.done = True
+
+    def progress(self):
+        return {}
+
+    def running(self):
+        return []
+
+    def report(self):
+        return {"results": [{"instance_id": instance.instance_id, "status": self.status}
+                            for instance in self.place.instances]}
+
+
+def deployed(monkeypatch, statuses, **settings):
+    """What a run did of its record and its sends, for waves of one instance each, settled with ``statuses``;
+    a write says which waves' results it held ('final': the run's end)."""
+    accounts = [account()]
+    found = [discovered(number, number) for number in range(1, len(statuses) + 1)]
+    run = Rollout(defaults(accounts=accounts, history_table="", max_failure_rate=0.5, **settings), ROLE_VARIABLES,
+                  Clock(), Display(), threading.Event(), False)
+    run.plan = planning.build_plan(accounts, {(SOURCE, "us-east-1"): {"instances": found}}, [], run.settings)
+    record = RunRecord(None, {}, "deployment", "run", run.plan, accounts, warn=None)
+    events = []
+    written = record.write
+
+    def write(now, **final):
+        settled = sorted({instance.wave for instance in run.plan.planned if instance.status})
+        events.append("final write" if final.get("final") else f"write of waves {settled}")
+        written(now, **final)
+
+    monkeypatch.setattr(record, "write", write)
+    monkeypatch.setattr(run, "_new_record", lambda: record)
+    monkeypatch.setattr(run, "_install", lambda place: EndedInstall(place, statuses[place.wave - 1], events))
+    monkeypatch.setattr(run, "_extend", lambda wave: None)
+    monkeypatch.setattr(run, "_verify", lambda wave: False)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as run.pool:
+        run._deploy()
+    return events
+
+
+@pytest.mark.parametrize(("statuses", "settings", "events"), [
+    # a wave's results are written once the next wave is sent, and the run's end once, after the last wave
+    ([outcomes.INSTALLED] * 3, {}, ["write of waves []", "wave 1 sent", "wave 2 sent", "write of waves [1]",
+                                    "wave 3 sent", "write of waves [1, 2]", "final write"]),
+    # the rollout stops at a wave over the failure rate: its end is written at once
+    ([outcomes.INSTALLED, outcomes.FAILED, outcomes.INSTALLED], {},
+     ["write of waves []", "wave 1 sent", "wave 2 sent", "write of waves [1]", "final write"]),
+    # the extension and the verification after a wave can take minutes: the wave is written before them
+    ([outcomes.INSTALLED] * 2, {"auto_extend_source_servers": True},
+     ["write of waves []", "wave 1 sent", "write of waves [1]", "wave 2 sent", "write of waves [1, 2]", "final write"]),
+    ([outcomes.INSTALLED] * 2, {"verify_replication": True},
+     ["write of waves []", "wave 1 sent", "write of waves [1]", "wave 2 sent", "write of waves [1, 2]", "final write"]),
+])
+def test_a_wave_is_recorded_while_the_next_one_runs_and_the_end_once(monkeypatch, statuses, settings, events):
+    assert deployed(monkeypatch, statuses, **settings) == events
