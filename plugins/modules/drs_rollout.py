@@ -29,11 +29,12 @@ description:
     lines name them, and the run is recorded as V(stopped) with them as C(in_flight); a re-run adopts them and
     counts them when they end. If ansible-playbook itself is killed, the task notices and stops the same way."
   - "Every run is recorded from its start: the history item of each source account is written when the run starts,
-    after each wave, at least every 5 minutes while a wave runs (renewing its lease), and at the end with status
-    V(success), V(partial), V(failed) or V(stopped). A run killed without a chance to record its end keeps
-    V(in_progress) with a lease that expires 15 minutes after its last write; readers then show it
-    V(interrupted) (see M(drs_orchestration.agent_deployer.drs_history_info)). When DynamoDB cannot be written,
-    every write is spooled and written by the next one."
+    after each wave (before its extension or replication verification, otherwise once the next wave's installs are
+    sent, so that they do not wait behind the write), at least every 5 minutes while a wave runs (renewing its
+    lease), and at the end with status V(success), V(partial), V(failed) or V(stopped). A run killed without a
+    chance to record its end keeps V(in_progress) with a lease that expires 15 minutes after its last write;
+    readers then show it V(interrupted) (see M(drs_orchestration.agent_deployer.drs_history_info)). When DynamoDB
+    cannot be written, every write is spooled and written by the next one."
   - "Each instance ends with one status: V(installed), V(already_registered) (protected); V(failed),
     V(timed_out), V(not_registered_after_success) (failed); V(skipped_ssm_offline), V(skipped_not_managed)
     (skipped: nothing could be sent through SSM); V(in_flight) (still running when the run stopped), V(not_started)
