@@ -12,6 +12,7 @@ starting the listing again from the first page.
 """
 
 import datetime
+import re
 import threading
 
 try:
@@ -83,24 +84,35 @@ class ResponseParsers:
     ``trimmed`` maps (service name, operation name) to {structure shape name: the members to read}. botocore
     walks every member of an answer in Python; the members left out are skipped whole. A DescribeInstances
     answer holds some sixty members per instance, of which discovery reads six: trimmed, it parses in half the
-    time. Only the clients of the session get trimmed answers, so a session given ``trimmed``
-    serves only the code that reads no other member.
+    time. The XML elements of the structures and lists left out are also cut from an XML answer before it is
+    parsed (``UnreadElements``), so that no tree is built for them: at 260 instances, a third less time again.
+    Only the clients of the session get trimmed answers, so a session given ``trimmed`` serves only the code
+    that reads no other member.
     """
 
     def __init__(self, loader, trimmed=None):
         self._factory = botocore.parsers.ResponseParserFactory()
         self._factory.set_parser_defaults(timestamp_parser=read_timestamp)
-        self._outputs = {}  # protocol -> {output shape name: trimmed output shape}
+        self._outputs = {}  # protocol -> {output shape name: (trimmed output shape, its UnreadElements or None)}
         for (service, operation), kept in (trimmed or {}).items():
             description = loader.load_service_model(service, "service-2")
             shapes = dict(description["shapes"])
+            left_out = []
             for shape_name, members in kept.items():
                 shape = shapes[shape_name]
                 shapes[shape_name] = dict(shape, members={name: ref for name, ref in shape["members"].items()
                                                           if name in members})
+                left_out.extend((name, ref) for name, ref in shape["members"].items() if name not in members)
             model = botocore.model.ServiceModel(dict(description, shapes=shapes), service_name=service)
             output = model.operation_model(operation).output_shape
-            self._outputs.setdefault(model.metadata["protocol"], {})[output.name] = output
+            protocol = model.metadata["protocol"]
+            unread = None
+            if protocol in XML_PROTOCOLS:
+                # structures and lists only: cutting a lone value costs more than parsing it
+                unread = UnreadElements({ref.get("locationName", name) for name, ref in left_out
+                                         if description["shapes"][ref["shape"]]["type"] in ("structure", "list")}
+                                        - element_names(output))
+            self._outputs.setdefault(protocol, {})[output.name] = (output, unread)
 
     def set_parser_defaults(self, **kwargs):
         self._factory.set_parser_defaults(**kwargs)
@@ -111,16 +123,79 @@ class ResponseParsers:
         return _TrimmingParser(parser, outputs) if outputs else parser
 
 
+XML_PROTOCOLS = ("ec2", "query", "rest-xml")
+# XML names that lists, maps and errors use whatever their shapes say
+XML_STRUCTURAL_NAMES = {"item", "member", "entry", "key", "value", "Errors", "Error", "Code", "Message"}
+
+
+def element_names(shape, seen=None):
+    """Every XML element name an answer of ``shape`` may hold that its parser reads."""
+    seen = set() if seen is None else seen
+    names = set(XML_STRUCTURAL_NAMES)
+    if shape.name in seen:
+        return names
+    seen.add(shape.name)
+    if shape.type_name == "structure":
+        for name, member in shape.members.items():
+            names.add(member.serialization.get("name", name))
+            names |= element_names(member, seen)
+    elif shape.type_name == "list":
+        names.add(shape.member.serialization.get("name", "item"))
+        names |= element_names(shape.member, seen)
+    elif shape.type_name == "map":
+        names |= element_names(shape.key, seen) | element_names(shape.value, seen)
+    return names
+
+
+class UnreadElements:
+    """Cuts the elements named ``names`` out of an XML answer, whole, when no parser reads them.
+
+    An element is cut only as ``<name>...</name>`` or ``<name/>`` (no attribute, no prefix) and only when no
+    element of the same name is inside it (the inner one is then cut if it is whole); any other stays, and is
+    skipped by the trimmed shape as before."""
+
+    def __init__(self, names):
+        self.names = frozenset(names)
+        self._opening = re.compile(
+            b"<(" + b"|".join(re.escape(name.encode()) for name in sorted(self.names)) + b")(/?)>") if names else None
+        self._nested = {name.encode(): re.compile(b"<" + re.escape(name.encode()) + b"[ />]") for name in self.names}
+
+    def cut(self, body):
+        if self._opening is None or not isinstance(body, bytes):
+            return body
+        kept, at = [], 0
+        for opening in self._opening.finditer(body):
+            start = opening.start()
+            if start < at:
+                continue  # inside an element already cut
+            if not opening.group(2):
+                name = opening.group(1)
+                closing = b"</" + name + b">"
+                end = body.find(closing, opening.end())
+                if end < 0 or self._nested[name].search(body, opening.end(), end):
+                    continue
+                kept.append(body[at:start])
+                at = end + len(closing)
+            else:
+                kept.append(body[at:start])
+                at = opening.end()
+        kept.append(body[at:])
+        return b"".join(kept)
+
+
 class _TrimmingParser:
-    """A botocore parser that reads the answers it has a trimmed output shape for with that shape."""
+    """A botocore parser that reads the answers it has a trimmed output shape for with that shape, cutting the
+    elements of an XML answer that the shape leaves out first."""
 
     def __init__(self, parser, outputs):
         self._parser = parser
         self._outputs = outputs
 
     def parse(self, response, shape):
-        if shape is not None:
-            shape = self._outputs.get(shape.name, shape)
+        if shape is not None and shape.name in self._outputs:
+            shape, unread = self._outputs[shape.name]
+            if unread is not None and response.get("status_code", 200) < 300:
+                response = dict(response, body=unread.cut(response["body"]))
         return self._parser.parse(response, shape)
 
 

@@ -410,6 +410,15 @@ def test_stacks_create_and_delete_cloudwatch_alarms(lab):
     assert remaining == []
 
 
+def test_each_answer_carries_its_own_request_id_in_its_header_and_where_its_body_names_one(lab):
+    answers = [lab.client("iam").list_roles(MaxItems=1), lab.client("iam").list_roles(MaxItems=1),
+               lab.client("ec2").describe_instances(MaxResults=5)]
+    ids = [answer["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"] for answer in answers]
+    assert len(set(ids)) == 3
+    # IAM's body holds a RequestId, which the lab sets to the header's; EC2's holds its own requestId
+    assert [answer["ResponseMetadata"]["RequestId"] for answer in answers[:2]] == ids[:2]
+
+
 def test_service_times_say_how_long_the_lab_worked_on_each_call(lab):
     lab.reset()
     before = time.time()

@@ -6,6 +6,7 @@ from botocore.utils import parse_timestamp
 
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import ClientFactory
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import ResponseParsers
+from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import UnreadElements
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.aws import read_timestamp
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.discovery import ANSWERS_READ
 from ansible_collections.drs_orchestration.agent_deployer.plugins.module_utils.discovery import INSTANCE_MEMBERS
@@ -137,3 +138,37 @@ def test_trimmed_parsers_read_every_other_answer_whole():
     parsed = parsers.create_parser("ec2").parse({"body": body, "headers": {}, "status_code": 200},
                                                 operation.output_shape)
     assert parsed["InstanceStatuses"] == [{"InstanceId": "i-1", "AvailabilityZone": "us-east-1a"}]
+
+
+def test_the_elements_a_trimmed_answer_leaves_out_are_cut_before_it_is_parsed():
+    loader = botocore.session.get_session().get_component("data_loader")
+    operation = botocore.session.get_session().get_service_model("ec2").operation_model("DescribeInstances")
+    _trimmed, unread = ResponseParsers(loader, ANSWERS_READ)._outputs["ec2"][operation.output_shape.name]
+    cut = unread.cut(FULL_INSTANCE_BODY)
+    assert b"<blockDeviceMapping>" not in cut and b"<networkInterfaceSet>" not in cut and b"eni-1" not in cut
+    # what discovery reads is all there: tags, state, addresses, and the reservation's own security groups
+    assert b"<tagSet>" in cut and b"<instanceState>" in cut and b"<privateIpAddress>10.0.0.5" in cut
+    assert "groupSet" not in unread.names and "tagSet" not in unread.names
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (b"<a><placement><zone>z</zone></placement><b>1</b></a>", b"<a><b>1</b></a>"),
+    (b"<a><monitoring/><b>1</b></a>", b"<a><b>1</b></a>"),
+    # an element with attributes, holding one of its own name (the inner one is whole) or not closed is left for
+    # the parser to skip
+    (b'<a><placement kind="x"><zone>z</zone></placement></a>', b'<a><placement kind="x"><zone>z</zone></placement></a>'),
+    (b"<a><placement><placement>z</placement></placement></a>", b"<a><placement></placement></a>"),
+    (b"<a><placement><zone>z</zone></a>", b"<a><placement><zone>z</zone></a>"),
+])
+def test_an_unread_element_is_cut_only_when_it_is_plainly_whole(body, expected):
+    assert UnreadElements({"placement", "monitoring"}).cut(body) == expected
+
+
+def test_an_error_answer_is_read_whole():
+    loader = botocore.session.get_session().get_component("data_loader")
+    operation = botocore.session.get_session().get_service_model("ec2").operation_model("DescribeInstances")
+    body = (b"<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>not allowed</Message></Error>"
+            b"</Errors><RequestID>r</RequestID></Response>")
+    parsed = ResponseParsers(loader, ANSWERS_READ).create_parser("ec2").parse(
+        {"body": body, "headers": {}, "status_code": 403}, operation.output_shape)
+    assert parsed["Error"] == {"Code": "UnauthorizedOperation", "Message": "not allowed"}
