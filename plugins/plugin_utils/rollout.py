@@ -63,8 +63,8 @@ def built_to_last():
     again. At 30,000 instances each full collection over it took about a second, dozens of times a run, most of
     them while discovery parsed EC2's answers. Young collections still run, every SURVEY_COLLECTION_THRESHOLD new
     objects, and collect the garbage in cycles as it comes: a full collection at the end found some 6,000 objects
-    left, gave no resident memory back, and took up to a second before the first install, so none is made. The run's process
-    is the task's own (ansible-playbook forks one per task), which ends with the task."""
+    left, gave no resident memory back, and took up to a second before the first install, so none is made. The
+    run's process is the task's own (ansible-playbook forks one per task), which ends with the task."""
     thresholds = gc.get_threshold()
     gc.set_threshold(SURVEY_COLLECTION_THRESHOLD, *thresholds[1:])
     try:
