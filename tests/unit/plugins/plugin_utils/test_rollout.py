@@ -322,7 +322,6 @@ def test_the_survey_builds_with_the_collector_running_rarely_and_sets_what_it_bu
         gc.unfreeze()
 
 
-
 class EndedInstall:
     """An account-region install whose instances all end with ``status`` at its first look after the send."""
 
