@@ -124,8 +124,8 @@ class ResponseParsers:
 
 
 XML_PROTOCOLS = ("ec2", "query", "rest-xml")
-# XML names that lists, maps and errors use whatever their shapes say
-XML_STRUCTURAL_NAMES = {"item", "member", "entry", "key", "value", "Errors", "Error", "Code", "Message"}
+# XML names that lists and maps use whatever their shapes say
+XML_STRUCTURAL_NAMES = {"item", "member", "entry", "key", "value"}
 
 
 def element_names(shape, seen=None):
