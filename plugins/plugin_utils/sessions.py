@@ -10,26 +10,31 @@ accounts. An assumed role's credentials refresh themselves before they expire (b
 credentials, with the same AssumeRole request), so a rollout may last longer than a role session. Credentials
 never leave this module: callers get clients.
 
-Every session shares one botocore data loader, so the service models are loaded once whatever the number of
-accounts; clients are made once per account, service and region, and are safe to share between threads. The
-clients of one service share their methods: botocore makes a client class for every client, with a method and
-its docstring for each of the service's operations (about 0.2 MB for SSM, 1.2 MB for EC2), although a method
-only names its operation; a rollout over 120 account-regions makes hundreds of clients. Their
-answers are read by one parser factory: timestamps the fast way, and of DescribeInstances only what discovery
-reads (the controller's only caller of it).
+A rollout over 120 account-regions holds a hundred sessions and hundreds of clients, and what botocore gives
+each of them by default would weigh more than the rollout's own data; so every session shares:
+- one event emitter with botocore's handlers registered once (about 0.1 MB a session otherwise);
+- one data loader, so that each service model is loaded once whatever the number of accounts, and of EC2 only
+  the operations the controller calls (ONLY_OPERATIONS): EC2's whole model holds some 800 operations and
+  weighs about 15 MB, and a client gets a method for each one of them;
+- the methods of the clients of one service: botocore makes a client class for every client, with a method and
+  its docstring for each of the service's operations;
+- one parser factory: timestamps the fast way, and of DescribeInstances only what discovery reads.
+Clients are made once per account, service and region (except those used once), and are safe to share between
+threads.
 """
 
 import concurrent.futures
 import threading
 
 try:
-    import boto3
     import botocore.config
     import botocore.credentials
+    import botocore.hooks
     import botocore.session
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.loaders import Loader
 except ImportError:
-    pass  # the action reports a missing boto3
+    Loader = object  # the plugins that use sessions report a missing boto3
 
 from ansible_collections.amazon.aws.plugins.module_utils.retries import RetryingBotoClientWrapper
 
@@ -41,6 +46,52 @@ USER_AGENT = "drs_orchestration.agent_deployer"
 MAX_THREADS = 16
 # AssumeRole's own default; botocore refreshes the credentials some minutes before they expire.
 SESSION_SECONDS = 3600
+# The services of which the controller calls only these operations (discovery, and reconcile's look at the
+# instances of source servers, read EC2 with DescribeInstances): their clients know no other.
+ONLY_OPERATIONS = {"ec2": ("DescribeInstances",)}
+
+
+def operations_only(model, operations):
+    """A service model (service-2) with only ``operations`` and the shapes they use."""
+    shapes = model["shapes"]
+    kept = {name: model["operations"][name] for name in operations}
+    used = set()
+    pending = [ref["shape"] for operation in kept.values()
+               for ref in [operation.get("input"), operation.get("output"), *operation.get("errors", [])] if ref]
+    while pending:
+        name = pending.pop()
+        if name in used:
+            continue
+        used.add(name)
+        shape = shapes[name]
+        pending.extend(ref["shape"] for ref in shape.get("members", {}).values())
+        pending.extend(shape[part]["shape"] for part in ("member", "key", "value") if part in shape)
+    return dict(model, operations=kept, shapes={name: shapes[name] for name in used})
+
+
+class _OperationsLoader(Loader):
+    """botocore's data loader, whose service models of the ``only`` services hold only the given operations.
+
+    The whole model is read by a loader of its own that goes with it: the loader's cache keeps what it loaded,
+    and the whole EC2 model would outlive its use."""
+
+    def __init__(self, only, search_paths):
+        super().__init__(extra_search_paths=search_paths, include_default_search_paths=False)
+        self._only = only
+        self._lock = threading.Lock()
+        self._trimmed = {}
+
+    def load_service_model(self, service_name, type_name, api_version=None):
+        operations = self._only.get(service_name) if type_name == "service-2" else None
+        if operations is None:
+            return super().load_service_model(service_name, type_name, api_version)
+        with self._lock:
+            key = (service_name, api_version)
+            if key not in self._trimmed:
+                whole = Loader(extra_search_paths=self.search_paths, include_default_search_paths=False)
+                self._trimmed[key] = operations_only(whole.load_service_model(service_name, type_name, api_version),
+                                                     operations)
+            return self._trimmed[key]
 
 
 class _AssumedRole:
@@ -70,6 +121,7 @@ class Sessions:
         self.parsers = None
         self.config = botocore.config.Config(user_agent_extra=USER_AGENT)
         self._lock = threading.Lock()
+        self._events = botocore.hooks.HierarchicalEmitter()
         self._operator = self._session(profile)
         self._roles = {}
         self._clients = {}
@@ -77,18 +129,20 @@ class Sessions:
         self.unreachable = {}
 
     def _session(self, profile=None, credentials=None):
-        """A botocore session sharing the data loader and the parsers, with ``credentials`` first."""
-        session = botocore.session.Session(profile=profile)
-        if self.loader is None:
-            self.loader = session.get_component("data_loader")
+        """A botocore session sharing the event emitter, the data loader and the parsers, with ``credentials``
+        first. The first one (the operator's) registers botocore's handlers and makes the shared loader."""
+        first = self.loader is None
+        session = botocore.session.Session(profile=profile, event_hooks=self._events, include_builtin_handlers=first)
+        if first:
+            # the search paths of botocore's own loader: its data and the AWS_DATA_PATH of the configuration
+            self.loader = _OperationsLoader(ONLY_OPERATIONS, session.get_component("data_loader").search_paths)
             self.parsers = ResponseParsers(self.loader, ANSWERS_READ)
-        else:
-            session.register_component("data_loader", self.loader)
+            session.register("creating-client-class", self._share_client_methods)
+        session.register_component("data_loader", self.loader)
         session.register_component("response_parser_factory", self.parsers)
-        session.register("creating-client-class", self._share_client_methods)
         if credentials is not None:
             session.get_component("credential_provider").insert_before("env", _AssumedRole(credentials))
-        return boto3.session.Session(botocore_session=session)
+        return session
 
     def _share_client_methods(self, class_attributes, event_name, **kwargs):
         """botocore's hook on a new client class: give it the methods of the first class made for its service."""
@@ -136,11 +190,11 @@ class Sessions:
         key = (account_id if account_id in self._roles else None, service, region or self.region, id(retry))
         session = self._roles.get(account_id, self._operator)
         if not keep:
-            return RetryingBotoClientWrapper(session.client(service, region_name=key[2], config=self.config), retry)
+            return RetryingBotoClientWrapper(session.create_client(service, region_name=key[2], config=self.config), retry)
         with self._lock:
             client = self._clients.get(key)
             if client is None:
                 client = RetryingBotoClientWrapper(
-                    session.client(service, region_name=key[2], config=self.config), retry)
+                    session.create_client(service, region_name=key[2], config=self.config), retry)
                 self._clients[key] = client
         return client

@@ -1,5 +1,8 @@
 """The rollout's AWS sessions: what every client of every account shares."""
 
+import gc
+import tracemalloc
+
 import botocore.credentials
 from botocore.stub import Stubber
 
@@ -31,3 +34,48 @@ def test_clients_of_one_service_in_different_accounts_share_their_methods_and_ea
         with Stubber(client) as stubber:
             stubber.add_response("list_commands", {"Commands": []}, {"InstanceId": "i-0123456789abcdef0"})
             assert client.list_commands(InstanceId="i-0123456789abcdef0")["Commands"] == []
+
+
+def held(step):
+    """What ``step`` leaves allocated (bytes traced once it returned and garbage was collected), and its result."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        result = step()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before, result
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_controller_holds_of_ec2_only_describe_instances_and_reads_its_answers_whole(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAOPERATOR")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "operator-secret")
+    Sessions(region="us-east-1").client(None, "sts", "us-east-1")  # botocore's modules imported before measuring
+    size, sessions = held(lambda: Sessions(region="us-east-1"))
+    # botocore's whole EC2 model, which the sessions read DescribeInstances answers with, weighs about 15 MB
+    assert size < 2e6
+    ec2 = sessions.client(None, "ec2", "eu-west-1", keep=False).client
+    assert hasattr(ec2, "describe_instances") and not hasattr(ec2, "run_instances")
+    instance = {"InstanceId": "i-0123456789abcdef0", "State": {"Code": 16, "Name": "running"}, "Platform": "windows",
+                "InstanceType": "m5.large", "PrivateIpAddress": "10.0.0.5", "Tags": [{"Key": "dr:wave", "Value": "2"}]}
+    with Stubber(ec2) as stubber:
+        stubber.add_response("describe_instances", {"Reservations": [{"Instances": [instance]}]},
+                             {"Filters": [{"Name": "tag:dr:enabled", "Values": ["true"]}], "MaxResults": 1000})
+        answer = ec2.describe_instances(Filters=[{"Name": "tag:dr:enabled", "Values": ["true"]}], MaxResults=1000)
+    assert answer["Reservations"][0]["Instances"] == [instance]
+
+
+def test_each_further_account_adds_little_to_the_sessions_whatever_their_number(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAOPERATOR")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "operator-secret")
+    sessions = Sessions(region="us-east-1")
+    sessions.client(None, "sts", "us-east-1")
+    accounts = [f"{number:012d}" for number in range(100)]
+    size, _ = held(lambda: [role_session(sessions, account_id) for account_id in accounts])
+    # a botocore session of its own, with botocore's handlers registered anew, holds about 150 KB
+    assert size < 100 * 60e3
+    clients = [sessions.client(account_id, "drs", "us-east-1").client for account_id in accounts[:2]]
+    assert [client._request_signer._credentials.access_key for client in clients] == [  # pylint: disable=protected-access
+        f"AKIA{account_id}" for account_id in accounts[:2]]
