@@ -42,11 +42,13 @@ TAG_FILTERS = {"dr:enabled": "true", "dr:recovery-strategy": "drs"}
 # at a minute and at two minutes of simulated time per real second.
 DEFAULT_TIME_SCALES = (60.0, 120.0)
 # The goals per scenario: at 31,200 instances in 120 account-regions the start-up assumes 140 roles and
-# discovers ten times the instances, and each wave turns over ten times the installs.
+# discovers ten times the instances, and each wave turns over ten times the installs. There the goals are set per
+# stretch of fixed overhead and the ratio wall / floor is shown without one: at time scale 60 its 1.15 would leave
+# 13 s for all of them together, less than the start-up's own goal.
 TARGETS = {
     "scale": {"overhead": 1.15, "before_first_send": 5.0, "gap": 1.0, "after_last_install": 3.0,
               "calls_per_instance": 0.2, "peak_mb": 300.0},
-    "scale-30k": {"overhead": 1.15, "before_first_send": 15.0, "gap": 2.0, "after_last_install": 5.0,
+    "scale-30k": {"overhead": None, "before_first_send": 15.0, "gap": 2.0, "after_last_install": 5.0,
                   "calls_per_instance": 0.2, "peak_mb": 450.0},
 }
 TARGET = TARGETS.get(SCENARIO, TARGETS["scale"])
@@ -419,7 +421,11 @@ def print_report(facts, scale, summary, wall, waves, calls, sampler, load, lab, 
     print(f"wall time             {wall:.1f} s (deploy playbook, from start to exit)")
     print(f"floor                 {floor:.1f} s (sum over waves of the slowest simulated install / time scale; a Success "
           "that never registers lasts until its registration timeout)")
-    print(f"overhead              {ratio:.3f} = wall / floor      target <= {TARGET_OVERHEAD}   {verdict(ratio <= TARGET_OVERHEAD)}")
+    if TARGET_OVERHEAD is None:
+        print(f"overhead              {ratio:.3f} = wall / floor      (no target at this scale: one per stretch below)")
+    else:
+        print(f"overhead              {ratio:.3f} = wall / floor      target <= {TARGET_OVERHEAD}   "
+              f"{verdict(ratio <= TARGET_OVERHEAD)}")
     fixed = overhead(waves, wall, scale)
     if fixed is None:
         print("  fixed overhead      (not known: an install of a wave had not ended when the playbook ended)")
