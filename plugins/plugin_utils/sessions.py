@@ -12,10 +12,12 @@ never leave this module: callers get clients.
 
 A rollout over 120 account-regions holds a hundred sessions and hundreds of clients, and what botocore gives
 each of them by default would weigh more than the rollout's own data; so every session shares:
-- one event emitter with botocore's handlers registered once (about 0.1 MB a session otherwise);
+- one event emitter with botocore's handlers registered once (about 0.1 MB a session otherwise), and only those
+  of the services the controller calls (SERVICES), which every client copies;
 - one data loader, so that each service model is loaded once whatever the number of accounts, and of EC2 only
   the operations the controller calls (ONLY_OPERATIONS): EC2's whole model holds some 800 operations and
-  weighs about 15 MB, and a client gets a method for each one of them;
+  weighs about 15 MB, and a client gets a method for each one of them; of botocore's endpoint data, only the
+  endpoints of the services the controller calls (SERVICES);
 - the methods of the clients of one service: botocore makes a client class for every client, with a method and
   its docstring for each of the service's operations;
 - one parser factory: timestamps the fast way, and of DescribeInstances only what discovery reads.
@@ -32,6 +34,7 @@ try:
     import botocore.hooks
     import botocore.session
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.handlers import BUILTIN_HANDLERS, REGISTER_FIRST, REGISTER_LAST
     from botocore.loaders import Loader
 except ImportError:
     Loader = object  # the plugins that use sessions report a missing boto3
@@ -46,9 +49,26 @@ USER_AGENT = "drs_orchestration.agent_deployer"
 MAX_THREADS = 16
 # AssumeRole's own default; botocore refreshes the credentials some minutes before they expire.
 SESSION_SECONDS = 3600
+# The services the controller calls, by botocore's name, each with the key of its endpoints in botocore's endpoint
+# data (CloudWatch's is its endpoint prefix, monitoring): the endpoints of no other service are kept.
+SERVICES = {"cloudwatch": "monitoring", "drs": "drs", "dynamodb": "dynamodb", "ec2": "ec2", "iam": "iam",
+            "organizations": "organizations", "ssm": "ssm", "sts": "sts"}
 # The services of which the controller calls only these operations (discovery, and reconcile's look at the
 # instances of source servers, read EC2 with DescribeInstances): their clients know no other.
 ONLY_OPERATIONS = {"ec2": ("DescribeInstances",)}
+
+
+def register_handlers(events):
+    """Register in ``events`` botocore's own handlers, as a botocore session does, except those of other services
+    than SERVICES, which would never be called: every client copies each handler of its session (about 70 KB a
+    client), and 100 of botocore's 127 handlers are for other services."""
+    ways = {REGISTER_FIRST: events.register_first, REGISTER_LAST: events.register_last}
+    for event_name, handler, *way in BUILTIN_HANDLERS:
+        parts = event_name.split(".")
+        # before-call.s3.PutObject, docs.*.s3.CopyObject.complete-section
+        service = (parts[2] if parts[0] == "docs" and len(parts) > 2 else parts[1]) if len(parts) > 1 else "*"
+        if service == "*" or service in SERVICES:
+            ways.get(way[0] if way else None, events.register)(event_name, handler)
 
 
 def operations_only(model, operations):
@@ -69,29 +89,44 @@ def operations_only(model, operations):
     return dict(model, operations=kept, shapes={name: shapes[name] for name in used})
 
 
-class _OperationsLoader(Loader):
-    """botocore's data loader, whose service models of the ``only`` services hold only the given operations.
+class _TrimmedLoader(Loader):
+    """botocore's data loader, keeping of botocore's data only what the controller's clients use: of the services of
+    ONLY_OPERATIONS, only those operations, and of the endpoints (about 7 MB for some 300 services), only those of
+    SERVICES.
 
-    The whole model is read by a loader of its own that goes with it: the loader's cache keeps what it loaded,
-    and the whole EC2 model would outlive its use."""
+    What is trimmed is read whole by a loader of its own that goes with it: a loader's cache keeps what it loaded."""
 
-    def __init__(self, only, search_paths):
+    def __init__(self, search_paths):
         super().__init__(extra_search_paths=search_paths, include_default_search_paths=False)
-        self._only = only
         self._lock = threading.Lock()
         self._trimmed = {}
 
+    def _whole(self):
+        return Loader(extra_search_paths=self.search_paths, include_default_search_paths=False)
+
     def load_service_model(self, service_name, type_name, api_version=None):
-        operations = self._only.get(service_name) if type_name == "service-2" else None
+        operations = ONLY_OPERATIONS.get(service_name) if type_name == "service-2" else None
         if operations is None:
             return super().load_service_model(service_name, type_name, api_version)
         with self._lock:
-            key = (service_name, api_version)
+            key = (service_name, type_name, api_version)
             if key not in self._trimmed:
-                whole = Loader(extra_search_paths=self.search_paths, include_default_search_paths=False)
-                self._trimmed[key] = operations_only(whole.load_service_model(service_name, type_name, api_version),
-                                                     operations)
+                self._trimmed[key] = operations_only(
+                    self._whole().load_service_model(service_name, type_name, api_version), operations)
             return self._trimmed[key]
+
+    def load_data_with_path(self, name):
+        if name != "endpoints":
+            return super().load_data_with_path(name)
+        with self._lock:
+            if name not in self._trimmed:
+                endpoints, path = self._whole().load_data_with_path(name)
+                keys = set(SERVICES.values())
+                partitions = [dict(partition, services={key: value for key, value in partition["services"].items()
+                                                        if key in keys})
+                              for partition in endpoints["partitions"]]
+                self._trimmed[name] = (dict(endpoints, partitions=partitions), path)
+            return self._trimmed[name]
 
 
 class _AssumedRole:
@@ -122,6 +157,7 @@ class Sessions:
         self.config = botocore.config.Config(user_agent_extra=USER_AGENT)
         self._lock = threading.Lock()
         self._events = botocore.hooks.HierarchicalEmitter()
+        register_handlers(botocore.hooks.EventAliaser(self._events))
         self._operator = self._session(profile)
         self._roles = {}
         self._clients = {}
@@ -130,12 +166,11 @@ class Sessions:
 
     def _session(self, profile=None, credentials=None):
         """A botocore session sharing the event emitter, the data loader and the parsers, with ``credentials``
-        first. The first one (the operator's) registers botocore's handlers and makes the shared loader."""
-        first = self.loader is None
-        session = botocore.session.Session(profile=profile, event_hooks=self._events, include_builtin_handlers=first)
-        if first:
+        first. The first one (the operator's) makes the shared loader."""
+        session = botocore.session.Session(profile=profile, event_hooks=self._events, include_builtin_handlers=False)
+        if self.loader is None:
             # the search paths of botocore's own loader: its data and the AWS_DATA_PATH of the configuration
-            self.loader = _OperationsLoader(ONLY_OPERATIONS, session.get_component("data_loader").search_paths)
+            self.loader = _TrimmedLoader(session.get_component("data_loader").search_paths)
             self.parsers = ResponseParsers(self.loader, ANSWERS_READ)
             session.register("creating-client-class", self._share_client_methods)
         session.register_component("data_loader", self.loader)
@@ -187,6 +222,8 @@ class Sessions:
         ``keep=False`` gives a client of its own that is not kept for the next caller: for a client used once per
         account-region, whose memory is then freed (an EC2 client holds about 1.5 MB of methods for its ~700
         operations, and a rollout over 120 account-regions would otherwise keep 120 of them to its end)."""
+        if service not in SERVICES:
+            raise ValueError(f"the controller's sessions make no {service} client: add it to sessions.SERVICES")
         key = (account_id if account_id in self._roles else None, service, region or self.region, id(retry))
         session = self._roles.get(account_id, self._operator)
         if not keep:

@@ -1,11 +1,16 @@
 """The rollout's AWS sessions: what every client of every account shares."""
 
 import gc
+import os
 import tracemalloc
 
 import botocore.credentials
+import botocore.session
+import pytest
+from botocore.handlers import BUILTIN_HANDLERS
 from botocore.stub import Stubber
 
+from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.sessions import SERVICES
 from ansible_collections.drs_orchestration.agent_deployer.plugins.plugin_utils.sessions import Sessions
 
 
@@ -79,3 +84,55 @@ def test_each_further_account_adds_little_to_the_sessions_whatever_their_number(
     clients = [sessions.client(account_id, "drs", "us-east-1").client for account_id in accounts[:2]]
     assert [client._request_signer._credentials.access_key for client in clients] == [  # pylint: disable=protected-access
         f"AKIA{account_id}" for account_id in accounts[:2]]
+
+
+SERVICES_SEEN_FROM = ("us-east-1", "eu-west-1", "ap-southeast-7", "cn-north-1", "us-gov-west-1", "us-iso-east-1",
+                      "aws-global")
+
+
+def test_each_service_is_called_where_and_as_botocore_calls_it_with_only_the_endpoints_of_the_services_kept(
+        monkeypatch, tmp_path):
+    for key in [key for key in os.environ if key.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAOPERATOR")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "operator-secret")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    sessions = Sessions(region="us-east-1")
+    default = botocore.session.get_session()
+
+    def called(client):
+        signer = client._request_signer  # pylint: disable=protected-access
+        return (client.meta.endpoint_url, client.meta.region_name, client.meta.partition,
+                signer._region_name, signer._signing_name)  # pylint: disable=protected-access
+
+    for service in SERVICES:
+        for region in SERVICES_SEEN_FROM:
+            assert called(sessions.client(None, service, region, keep=False).client) == called(
+                default.create_client(service, region_name=region)), (service, region)
+    # botocore's global services are where a loss of endpoints shows: IAM, Organizations and STS sign for us-east-1
+    assert called(sessions.client(None, "organizations", "eu-west-1").client)[3] == "us-east-1"
+    with pytest.raises(ValueError, match="no s3 client"):
+        sessions.client(None, "s3", "us-east-1")
+
+
+def test_each_service_s_operations_get_every_handler_botocore_gives_them_and_no_client_holds_other_services(
+        monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAOPERATOR")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "operator-secret")
+    sessions = Sessions(region="us-east-1")
+    default = botocore.session.get_session()
+
+    def handlers(client, event_name):
+        found = client.meta.events._emitter._handlers.prefix_search(event_name)  # pylint: disable=protected-access
+        return [getattr(handler, "__qualname__", repr(handler)) for handler in found
+                if not getattr(handler, "__qualname__", "").startswith("Sessions.")]
+
+    kinds = {event_name.split(".")[0] for event_name, *_rest in BUILTIN_HANDLERS}
+    for service in SERVICES:
+        ours = sessions.client(None, service, "us-east-1", keep=False).client
+        theirs = default.create_client(service, region_name="us-east-1")
+        for operation in ours.meta.service_model.operation_names:
+            for kind in kinds:
+                event_name = f"{kind}.{service}.{operation}"
+                assert handlers(ours, event_name) == handlers(theirs, event_name), event_name
+    assert handlers(ours, "before-parameter-build.s3.PutObject") != handlers(theirs, "before-parameter-build.s3.PutObject")
