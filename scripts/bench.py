@@ -386,7 +386,14 @@ def overhead(waves, wall, scale):
     }
 
 
-def print_report(facts, scale, summary, wall, waves, calls, sampler, load, lab, title=None):
+def print_report(facts, scale, summary, wall, waves, calls, sampler, load, lab, title=None, one_controller=True):
+    """The report; ``one_controller`` False (the AWX rehearsal) shows the stretches and calls next to one controller's
+    targets without judging them: each node's slice jobs start, assume the roles and discover anew, and the issue's
+    goal for slices is their memory."""
+
+    def judged(met):
+        return verdict(met) if one_controller else "(one controller's target, not judged for slice jobs)"
+
     instances = summary["planned_instances"]
     floor = sum(entry["slowest"] for entry in waves.values()) / scale
     ratio = wall / floor if floor else float("inf")
@@ -433,19 +440,19 @@ def print_report(facts, scale, summary, wall, waves, calls, sampler, load, lab, 
         worst_gap = max(fixed["gaps"], default=0.0)
         entries = list(waves.values())
         print(f"  before first send   {fixed['before_first_send']:.1f} s   target < {TARGET_BEFORE_FIRST_SEND:g} s   "
-              f"{verdict(fixed['before_first_send'] < TARGET_BEFORE_FIRST_SEND)}")
+              f"{judged(fixed['before_first_send'] < TARGET_BEFORE_FIRST_SEND)}")
         print(f"                      {lab(0.0, entries[0]['first_send'])}")
         print(f"  between waves       {', '.join(f'{gap:.1f}' for gap in fixed['gaps'])} s ({len(fixed['gaps'])} gaps, "
-              f"{sum(fixed['gaps']):.1f} s in all)   target < {TARGET_GAP:g} s each   {verdict(worst_gap < TARGET_GAP)}")
+              f"{sum(fixed['gaps']):.1f} s in all)   target < {TARGET_GAP:g} s each   {judged(worst_gap < TARGET_GAP)}")
         for earlier, later in zip(entries, entries[1:]):
             print(f"                      {lab(earlier['last_over'], later['first_send'])}")
         print(f"  after last install  {fixed['after_last_install']:.1f} s   target < {TARGET_AFTER_LAST_INSTALL:g} s   "
-              f"{verdict(fixed['after_last_install'] < TARGET_AFTER_LAST_INSTALL)}")
+              f"{judged(fixed['after_last_install'] < TARGET_AFTER_LAST_INSTALL)}")
         print(f"                      {lab(entries[-1]['last_over'], wall)}")
         print(f"  within waves        {fixed['within_waves']:.1f} s beyond their slowest install (sends spread, the "
               "end of a wave noticed)")
     print(f"AWS calls             {total_calls} in total, {per_instance:.3f} per instance   "
-          f"target <= {TARGET_CALLS_PER_INSTANCE}   {verdict(per_instance <= TARGET_CALLS_PER_INSTANCE)}")
+          f"target <= {TARGET_CALLS_PER_INSTANCE}   {judged(per_instance <= TARGET_CALLS_PER_INSTANCE)}")
     for operation, count in sorted(calls.items(), key=lambda item: (-item[1], item[0])):
         print(f"  {operation:<40} {count:>6}  {count / instances:.3f} per instance")
     for line in sampler():
@@ -544,7 +551,8 @@ def bench_awx(url, facts, scale, slices):
     print_report(facts, scale, summary, deploy_end, waves, calls, lambda: sampler.report(slices),
                  (round(load_before, 2), round(load_after, 2)),
                  lambda start, end: lab_share(service_times, started_at, start, end),
-                 title=f"the AWX rehearsal of the workflow {WORKFLOW!r}, {slices} slices side by side,")
+                 title=f"the AWX rehearsal of the workflow {WORKFLOW!r}, {slices} slices side by side,",
+                 one_controller=False)
     print(f"duplicate installs    {awx_rehearsal.duplicate_installs([], commands)} (an install sent to an instance "
           "whose earlier install was running or had succeeded)")
     print(f"workflow              {wall:.1f} s in all; wall time above ends with the last deploy node, then "
