@@ -78,7 +78,7 @@ def test_each_further_account_adds_little_to_the_sessions_whatever_their_number(
     sessions = Sessions(region="us-east-1")
     sessions.client(None, "sts", "us-east-1")
     accounts = [f"{number:012d}" for number in range(100)]
-    size, _ = held(lambda: [role_session(sessions, account_id) for account_id in accounts])
+    size = held(lambda: [role_session(sessions, account_id) for account_id in accounts])[0]
     # a botocore session of its own, with botocore's handlers registered anew, holds about 150 KB
     assert size < 100 * 60e3
     clients = [sessions.client(account_id, "drs", "us-east-1").client for account_id in accounts[:2]]
